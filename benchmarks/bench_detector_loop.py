@@ -1,0 +1,231 @@
+"""The node agent in its loop: peak memory, and API writes when nothing (or one thing) changes.
+
+Host: the 8 x MI300X CPX-NPS4 + 2 x EPYC 9654 fixture; cluster: the project's test API server.
+
+1. Memory: ``aim-detector`` runs as its own process in node mode with a short interval (and its
+   metrics server on) for ``--cycles`` cycles; its RSS is sampled with psutil while it runs, and
+   its peak RSS is the kernel's high-water mark of its address space (``VmHWM`` in
+   ``/proc/<pid>/status``), read just before SIGTERM. Target: under 64 MiB. (Not ``ru_maxrss``:
+   Linux carries it over from the parent across fork and exec, so a child started from this
+   benchmark, which holds the API server, would report the parent's size.)
+2. Writes: an agent (real probes, real client, real publisher) runs 100 unchanged cycles
+   (target: 0 writes), then the node's GPUs disappear (target: 1 write, made on the second
+   cycle that no longer sees them), then someone deletes one of its labels (target: 1 write).
+
+Run: ``.venv/bin/python -m benchmarks.bench_detector_loop``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from detector.agent import Agent, host_probes
+from detector.labels import LABEL_PREFIX
+from detector.probes.roots import HostRoots
+from detector.publish.node import NodePublisher, api_client_from
+from tests.apiserver import ApiServer
+from tests.hosttrees import build_host
+
+HOST = "mi300x-8-cpx-nps4"
+NO_GPU_HOST = "epyc-zen4-2s"
+NODE = "bench-node"
+TARGET_MIB = 64.0
+
+
+def _node(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _cycles_done(port: int) -> int:
+    """Cycles the agent finished, from its own metrics (GPU probe count)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith('aim_detector_probe_duration_seconds_count{source="gpu"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def measure_memory(srv: ApiServer, kubeconfig: Path, root: Path, cycles: int) -> dict[str, float]:
+    srv.seed(_node(NODE))
+    port = _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "detector",
+        "--node-name",
+        NODE,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--host-root",
+        str(root),
+        "--gpu-backend",
+        "sysfs",
+        "--interval",
+        "0.02",
+        "--jitter",
+        "0",
+        "--metrics-address",
+        "127.0.0.1",
+        "--metrics-port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIM_DETECTOR_")}
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    ps = psutil.Process(proc.pid)
+    peak_sampled = 0
+    after_first: int | None = None
+    deadline = started + 120
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        rss = ps.memory_info().rss
+        peak_sampled = max(peak_sampled, rss)
+        done = _cycles_done(port)
+        if done >= 1 and after_first is None:
+            after_first = rss
+        if done >= cycles:
+            break
+        time.sleep(0.05)
+    elapsed = time.monotonic() - started
+    hwm = _vm_hwm_kib(proc.pid)
+    patches = srv.requests.count(verb="patch", path_contains=f"/nodes/{NODE}")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    return {
+        "cycles": done,
+        "seconds": elapsed,
+        "rss_after_first_cycle_mib": (after_first or 0) / 2**20,
+        "rss_peak_sampled_mib": peak_sampled / 2**20,
+        "vm_hwm_mib": hwm / 1024,
+        "patches": patches,
+        "exit_code": proc.returncode,
+    }
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """Peak resident set of the process's address space since exec, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
+def measure_writes(srv: ApiServer, kubeconfig: Path, trees: Path) -> dict[str, int]:
+    name = NODE + "-writes"
+    srv.seed(_node(name))
+    host = trees / "host"
+    host.symlink_to(build_host(trees, HOST))
+    api = api_client_from(str(kubeconfig))
+    agent = Agent(host_probes(HostRoots.from_host_root(host), "sysfs"), NodePublisher(api, name))
+
+    def patches() -> int:
+        # The server records a request just after answering it: let the last one land.
+        time.sleep(0.05)
+        return srv.requests.count(verb="patch", path_contains=f"/nodes/{name}")
+
+    agent.run_cycle()
+    first = patches()
+    for _ in range(100):
+        agent.run_cycle()
+    unchanged = patches() - first
+
+    before = patches()
+    gone = trees / "host.new"
+    gone.symlink_to(build_host(trees, NO_GPU_HOST))
+    gone.replace(host)
+    for _ in range(10):
+        agent.run_cycle()
+    after_gpus_gone = patches() - before
+
+    before = patches()
+    key = LABEL_PREFIX + "EPYC_ZEN4"
+    srv.seed(_node(name))  # someone replaces the Node's labels: our EPYC label is gone
+    for _ in range(10):
+        agent.run_cycle()
+    after_label_deleted = patches() - before
+    stored = srv.get_object("v1", "Node", name) or {}
+    restored = key in (stored.get("metadata", {}).get("labels") or {})
+    api.close()
+    return {
+        "first_cycle": first,
+        "unchanged_100": unchanged,
+        "gpus_gone_10": after_gpus_gone,
+        "label_deleted_10": after_label_deleted,
+        "label_restored": int(restored),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=300, help="cycles of the agent process")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp, ApiServer() as srv:
+        base = Path(tmp)
+        kubeconfig = srv.write_kubeconfig(base / "kubeconfig")
+        root = build_host(base / "trees", HOST)
+        mem = measure_memory(srv, kubeconfig, root, args.cycles)
+        writes = measure_writes(srv, kubeconfig, base / "writes")
+
+    ok_mem = mem["vm_hwm_mib"] < TARGET_MIB
+    print(f"agent process, node mode, fixture {HOST}, test API server")
+    print(
+        f"  cycles run               {mem['cycles']:.0f} in {mem['seconds']:.1f} s "
+        f"(interval 0.02 s), exit code {mem['exit_code']:.0f} after SIGTERM"
+    )
+    print(f"  RSS after first cycle    {mem['rss_after_first_cycle_mib']:.1f} MiB")
+    print(f"  RSS peak (sampled)       {mem['rss_peak_sampled_mib']:.1f} MiB")
+    print(
+        f"  peak RSS (VmHWM)         {mem['vm_hwm_mib']:.1f} MiB   "
+        f"target < {TARGET_MIB:.0f} MiB  {'OK' if ok_mem else 'MISSED'}"
+    )
+    print(f"  node patches             {mem['patches']:.0f} (the first cycle's only)")
+    print("API writes (Node patches), in-process agent")
+    print(f"  first cycle              {writes['first_cycle']}")
+    print(
+        f"  100 unchanged cycles     {writes['unchanged_100']}   target 0  "
+        f"{'OK' if writes['unchanged_100'] == 0 else 'MISSED'}"
+    )
+    print(
+        f"  GPUs gone, 10 cycles     {writes['gpus_gone_10']}   target 1  "
+        f"{'OK' if writes['gpus_gone_10'] == 1 else 'MISSED'}"
+    )
+    print(
+        f"  label deleted, 10 cycles {writes['label_deleted_10']}   target 1  "
+        f"{'OK' if writes['label_deleted_10'] == 1 and writes['label_restored'] else 'MISSED'}"
+    )
+    ok = ok_mem and writes["unchanged_100"] == 0 and writes["gpus_gone_10"] == 1
+    return 0 if ok and writes["label_deleted_10"] == 1 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

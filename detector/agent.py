@@ -1,0 +1,396 @@
+"""The agent's loop: probe (with a timeout), reconcile, publish, wait (with jitter), repeat.
+
+One cycle runs each probe source in a worker thread and gives up on it after the probe timeout
+(a hung read of a sysfs file must not hang the agent); a probe that raised or timed out is a
+failed probe, and :func:`detector.reconcile.reconcile` then keeps that source's labels. The
+reconciled labels go to the publisher (Node patch or NFD file), which writes only when
+something differs. SIGTERM and SIGINT end the wait at once and the loop exits after the cycle in
+progress; a second signal kills the process the default way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from detector.facts import CPU_SOURCE, GPU_SOURCE, CpuFacts, GpuFacts
+from detector.labeling import cpu_labels, gpu_labels
+from detector.labels import epyc_id, validate_labels
+from detector.metrics import DEFAULT_METRICS_PORT, Health, Metrics, MetricsServer
+from detector.probes.cpu import probe_cpu
+from detector.probes.gpu import BACKENDS, GpuBackend, probe_gpus
+from detector.probes.roots import HostRoots
+from detector.publish import Publisher, PublishError
+from detector.publish.nfd import DEFAULT_FEATURES_DIR, NfdPublisher
+from detector.reconcile import (
+    DEFAULT_REMOVAL_CONFIRMATIONS,
+    Decision,
+    ProbeResult,
+    State,
+    reconcile,
+)
+
+log = logging.getLogger(__name__)
+
+MODES = ("node", "nfd")
+GPU_BACKENDS: tuple[str, ...] = BACKENDS
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one successful probe yields: its labels, and device counts for the metrics."""
+
+    labels: dict[str, str]
+    devices: dict[str, int] = field(default_factory=dict)
+
+
+Probe = Callable[[], Reading]
+
+
+def gpu_reading(facts: GpuFacts) -> Reading:
+    labels = gpu_labels(facts)
+    validate_labels(labels)
+    models = Counter(d.model or f"unknown-0x{d.device_id:04x}" for d in facts.devices)
+    return Reading(labels, dict(models))
+
+
+def cpu_reading(facts: CpuFacts) -> Reading:
+    labels = cpu_labels(facts)
+    validate_labels(labels)
+    model = epyc_id(facts.generation) if facts.is_epyc and facts.generation else facts.vendor
+    return Reading(labels, {model: facts.sockets} if facts.sockets else {})
+
+
+def host_probes(roots: HostRoots, gpu_backend: GpuBackend = "auto") -> dict[str, Probe]:
+    """The real probes of a host (or of a fixture tree laid out like one)."""
+    return {
+        GPU_SOURCE: lambda: gpu_reading(probe_gpus(roots, backend=gpu_backend)),
+        CPU_SOURCE: lambda: cpu_reading(probe_cpu(roots)),
+    }
+
+
+class ProbeTimeout(Exception):
+    pass
+
+
+class _ProbeRunner:
+    """Runs one source's probe in a worker thread and stops waiting after ``timeout``.
+
+    A thread stuck in the kernel cannot be cancelled; while it is still running, later probes
+    of the same source fail at once instead of piling up more stuck threads.
+    """
+
+    def __init__(self, source: str, probe: Probe, timeout: float) -> None:
+        self.source = source
+        self._probe = probe
+        self._timeout = timeout
+        self._stuck: threading.Thread | None = None
+
+    def run(self) -> Reading:
+        if self._stuck is not None:
+            if self._stuck.is_alive():
+                raise ProbeTimeout("the previous probe is still running")
+            self._stuck = None
+        done = threading.Event()
+        box: dict[str, object] = {}
+
+        def work() -> None:
+            try:
+                box["reading"] = self._probe()
+            except BaseException as err:  # handed to the caller
+                box["error"] = err
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name=f"probe-{self.source}", daemon=True)
+        worker.start()
+        if not done.wait(self._timeout):
+            self._stuck = worker
+            raise ProbeTimeout(f"no answer within {self._timeout:g}s")
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        reading = box["reading"]
+        assert isinstance(reading, Reading)
+        return reading
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    decision: Decision | None
+    """None when the cycle could not start (the published labels could not be read)."""
+    readings: dict[str, Reading]
+    wrote: bool = False
+    publish_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.decision is not None and self.decision.healthy and self.publish_error is None
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return dict(self.decision.errors) if self.decision is not None else {}
+
+
+class Agent:
+    """Probes, reconciles and publishes; one :meth:`run_cycle` per interval."""
+
+    def __init__(
+        self,
+        probes: Mapping[str, Probe],
+        publisher: Publisher | None,
+        *,
+        probe_timeout: float = 10.0,
+        removal_confirmations: int = DEFAULT_REMOVAL_CONFIRMATIONS,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._runners = [_ProbeRunner(s, p, probe_timeout) for s, p in probes.items()]
+        self.publisher = publisher
+        self._confirmations = removal_confirmations
+        self.metrics = metrics or Metrics()
+        self.health = health or Health(stall_after=float("inf"))
+        self._clock = clock
+        # Without a publisher (dry run) there is nothing published to start from.
+        self.state: State | None = None if publisher is not None else State()
+
+    def probe_all(self) -> tuple[list[ProbeResult], dict[str, Reading]]:
+        results: list[ProbeResult] = []
+        readings: dict[str, Reading] = {}
+        for runner in self._runners:
+            source = runner.source
+            started = time.perf_counter()
+            try:
+                reading = runner.run()
+            except Exception as err:
+                reason = "timeout" if isinstance(err, ProbeTimeout) else "error"
+                message = str(err) or type(err).__name__
+                self.metrics.probe_errors.labels(source, reason).inc()
+                results.append(ProbeResult.failed(source, message))
+                log.warning(
+                    "probe failed, keeping its labels",
+                    extra={"kv": {"source": source, "reason": reason, "error": message}},
+                )
+            else:
+                self.metrics.last_good_probe.labels(source).set(self._clock())
+                self.metrics.set_devices(source, reading.devices)
+                results.append(ProbeResult.ok(source, reading.labels))
+                readings[source] = reading
+            finally:
+                self.metrics.probe_duration.labels(source).observe(time.perf_counter() - started)
+        return results, readings
+
+    def run_cycle(self) -> CycleReport:
+        results, readings = self.probe_all()
+        if self.state is None:
+            assert self.publisher is not None
+            try:
+                self.state = State.from_published(self.publisher.read())
+            except PublishError as err:
+                self.metrics.label_writes.labels("error").inc()
+                log.error(
+                    "cannot read the published labels",
+                    extra={"kv": {"target": self.publisher.target, "error": err}},
+                )
+                return self._finish(CycleReport(None, readings, publish_error=str(err)))
+            log.info(
+                "read previously published labels",
+                extra={"kv": {"target": self.publisher.target, "labels": len(self.state.labels)}},
+            )
+        decision = reconcile(self.state, results, self._confirmations)
+        self.state = decision.state
+        _log_decision(decision, self._confirmations)
+        if self.publisher is None:
+            return self._finish(CycleReport(decision, readings))
+        try:
+            wrote = self.publisher.publish(decision.labels)
+        except PublishError as err:
+            self.metrics.label_writes.labels("error").inc()
+            log.error(
+                "publish failed", extra={"kv": {"target": self.publisher.target, "error": err}}
+            )
+            return self._finish(CycleReport(decision, readings, publish_error=str(err)))
+        if wrote:
+            self.metrics.label_writes.labels("success").inc()
+        return self._finish(CycleReport(decision, readings, wrote=wrote))
+
+    def _finish(self, report: CycleReport) -> CycleReport:
+        if report.decision is not None:
+            self.metrics.labels.set(len(report.decision.labels))
+            self.metrics.pending_removals.set(len(report.decision.pending_removal))
+        self.metrics.healthy.set(1 if report.ok else 0)
+        self.health.cycle_done(report.errors, report.publish_error)
+        return report
+
+    def run_loop(
+        self,
+        stop: threading.Event,
+        interval: float,
+        jitter: float = 0.1,
+        rng: random.Random | None = None,
+        on_cycle: Callable[[CycleReport], None] | None = None,
+    ) -> None:
+        """Cycle every ``interval`` seconds (±``jitter`` of it) until ``stop`` is set."""
+        rng = rng or random.Random()
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                report = self.run_cycle()
+            except Exception as err:  # keep the node agent alive; the next cycle may succeed
+                log.exception("cycle failed", extra={"kv": {"error": err}})
+                self.metrics.healthy.set(0)
+                self.health.cycle_done({}, f"unexpected error: {err}")
+            else:
+                if on_cycle is not None:
+                    on_cycle(report)
+            period = interval * (1.0 + rng.uniform(-jitter, jitter))
+            stop.wait(max(0.0, period - (time.monotonic() - started)))
+        self.health.stopped()
+
+    def cleanup(self) -> bool:
+        """Remove everything published (node labels and annotation, or the NFD file)."""
+        if self.publisher is None:
+            return False
+        removed = self.publisher.cleanup()
+        log.info(
+            "cleanup done", extra={"kv": {"target": self.publisher.target, "removed": removed}}
+        )
+        return removed
+
+
+def _log_decision(decision: Decision, confirmations: int) -> None:
+    if decision.added or decision.changed or decision.removed:
+        log.info(
+            "labels changed",
+            extra={
+                "kv": {
+                    "added": ",".join(decision.added) or "-",
+                    "changed": ",".join(decision.changed) or "-",
+                    "removed": ",".join(decision.removed) or "-",
+                }
+            },
+        )
+    for key, runs in decision.pending_removal.items():
+        log.info(
+            "label no longer detected, removal pending",
+            extra={"kv": {"key": key, "runs": runs, "confirmations": confirmations}},
+        )
+
+
+# --- running it from the command line -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    mode: str = "node"
+    node_name: str | None = None
+    kubeconfig: str | None = None
+    nfd_features_dir: Path = DEFAULT_FEATURES_DIR
+    roots: HostRoots = field(default_factory=HostRoots)
+    gpu_backend: GpuBackend = "auto"
+    interval: float = 60.0
+    jitter: float = 0.1
+    probe_timeout: float = 10.0
+    removal_confirmations: int = DEFAULT_REMOVAL_CONFIRMATIONS
+    once: bool = False
+    dry_run: bool = False
+    cleanup: bool = False
+    metrics_address: str = "0.0.0.0"
+    metrics_port: int = DEFAULT_METRICS_PORT
+
+    def stall_after(self) -> float:
+        """How long without a finished cycle before liveness fails (probes + API retries)."""
+        return max(3 * self.interval, self.interval + 2 * self.probe_timeout + 120)
+
+
+def make_publisher(config: AgentConfig, stop: threading.Event) -> Publisher | None:
+    if config.dry_run:
+        return None
+    if config.mode == "nfd":
+        return NfdPublisher(config.nfd_features_dir)
+    # Imported here so that dry runs and NFD mode never load the Kubernetes client (~40 MiB).
+    from detector.publish.node import NodePublisher, api_client_from  # noqa: PLC0415
+
+    return NodePublisher(api_client_from(config.kubeconfig), config.node_name or "", stop=stop)
+
+
+def run(
+    config: AgentConfig,
+    *,
+    stop: threading.Event | None = None,
+    on_cycle: Callable[[CycleReport], None] | None = None,
+) -> int:
+    """Run as configured (cleanup, one cycle, or the loop); the process exit code."""
+    stop = stop or threading.Event()
+    _handle_signals(stop)
+    try:
+        publisher = make_publisher(config, stop)
+    except Exception as err:  # kubeconfig missing or invalid, no in-cluster credentials
+        log.error("cannot set up publishing", extra={"kv": {"mode": config.mode, "error": err}})
+        return 1
+    metrics = Metrics()
+    health = Health(stall_after=config.stall_after())
+    agent = Agent(
+        host_probes(config.roots, config.gpu_backend),
+        publisher,
+        probe_timeout=config.probe_timeout,
+        removal_confirmations=config.removal_confirmations,
+        metrics=metrics,
+        health=health,
+    )
+    if config.cleanup:
+        try:
+            agent.cleanup()
+        except PublishError as err:
+            log.error("cleanup failed", extra={"kv": {"error": err}})
+            return 1
+        return 0
+    if config.once:
+        report = agent.run_cycle()
+        if on_cycle is not None:
+            on_cycle(report)
+        return 0 if report.ok else 1
+
+    server = None
+    if config.metrics_port and not config.dry_run:
+        server = MetricsServer(metrics, health, config.metrics_address, config.metrics_port)
+        server.start()
+        log.info("serving metrics", extra={"kv": {"port": server.port}})
+    log.info(
+        "agent started",
+        extra={
+            "kv": {
+                "target": publisher.target if publisher else "dry-run",
+                "interval_s": config.interval,
+                "removal_confirmations": config.removal_confirmations,
+            }
+        },
+    )
+    try:
+        agent.run_loop(stop, config.interval, config.jitter, on_cycle=on_cycle)
+    finally:
+        if server is not None:
+            server.stop()
+    log.info("agent stopped")
+    return 0
+
+
+def _handle_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may install handlers (tests run agents in threads)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"kv": {"signal": signal.Signals(signum).name}})
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)

@@ -1,0 +1,209 @@
+"""The CPU probe: identity from ``/proc/cpuinfo``, core count from the sysfs CPU topology.
+
+Identity (vendor, family, model, brand) comes from the first processor of ``/proc/cpuinfo``;
+every socket of a node carries the same part. The generation comes from the kernel's
+family/model table (detector.cpu_generations), so a VM whose brand is masked
+(``model name : AMD EPYC``) still resolves.
+
+Physical cores are counted over the online CPUs of ``<sysfs>/devices/system/cpu``: each core is
+one ``core_cpus_list`` (``thread_siblings_list`` on old kernels) group, so SMT siblings count once
+and every socket is included. When the sysfs topology cannot be read, the ``physical id`` /
+``core id`` pairs of ``/proc/cpuinfo`` are counted instead (with a warning); when neither can be
+read the probe raises ProbeError rather than guess.
+
+Which CPUs count as EPYC (``is_epyc``, the only ones that get an ``EPYC_ZEN<N>`` label):
+
+* Intel and other non-AMD vendors: never (no generation either).
+* AMD with a brand naming EPYC (``AMD EPYC 9654 96-Core Processor``, masked ``AMD EPYC``): yes.
+* AMD with a brand naming another product line (Ryzen, Threadripper, Athlon, Instinct MI300A's
+  CPU, ...): no, even though the generation is known; the label says EPYC.
+* AMD with a brand naming no product line at all (a hypervisor's generic string, an engineering
+  sample): yes when the family/model is a known Zen generation, with a warning. Every Zen family
+  is also a server family, and VMs that hide the brand are in practice cloud hosts on EPYC; the
+  worst case is a masked Ryzen VM labelled with the matching Zen generation, whose cores run the
+  same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from detector.cpu_generations import zen_generation
+from detector.facts import CPU_SOURCE, CpuFacts, ProbeError
+from detector.probes.files import BadFile, parse_cpulist, parse_int, read_attr, read_text
+from detector.probes.roots import HostRoots
+
+log = logging.getLogger(__name__)
+
+AMD_VENDOR = "AuthenticAMD"
+_CPUINFO_LIMIT = 64 * 1024 * 1024
+_CPU_DIR = Path("devices/system/cpu")
+_CPU_NAME_RE = re.compile(r"cpu(\d+)")
+_AMD_PRODUCT_LINES = (
+    "EPYC",
+    "RYZEN",
+    "THREADRIPPER",
+    "ATHLON",
+    "PHENOM",
+    "SEMPRON",
+    "TURION",
+    "OPTERON",
+    "INSTINCT",
+)
+
+
+class _TopologyUnavailable(Exception):
+    pass
+
+
+def _blocks(text: str) -> list[dict[str, str]]:
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        current[key.strip()] = value.strip()
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def _first_block(text: str) -> dict[str, str]:
+    end = text.find("\n\n")
+    return _blocks(text[: end if end >= 0 else len(text)])[0] if text.strip() else {}
+
+
+def _int_field(path: Path, block: dict[str, str], key: str) -> int | None:
+    value = block.get(key)
+    if value is None:
+        return None
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise ProbeError(CPU_SOURCE, f"{path}: field {key!r} is not a number: {value!r}") from None
+
+
+def _online_cpus(cpu_dir: Path) -> frozenset[int]:
+    path = cpu_dir / "online"
+    try:
+        return parse_cpulist(path, read_attr(path))
+    except FileNotFoundError:
+        pass
+    try:
+        names = os.listdir(cpu_dir)
+    except OSError as exc:
+        raise _TopologyUnavailable(f"cannot list {cpu_dir}: {exc}") from exc
+    return frozenset(int(m.group(1)) for n in names if (m := _CPU_NAME_RE.fullmatch(n)))
+
+
+def _siblings(topology: Path) -> frozenset[int]:
+    path = topology / "core_cpus_list"
+    try:
+        return parse_cpulist(path, read_attr(path))
+    except FileNotFoundError:
+        path = topology / "thread_siblings_list"
+        return parse_cpulist(path, read_attr(path))
+
+
+def _sysfs_topology(sysfs: Path) -> tuple[int, int, int]:
+    """(sockets, physical cores, logical CPUs) from the online CPUs' topology."""
+    cpu_dir = sysfs / _CPU_DIR
+    try:
+        online = _online_cpus(cpu_dir)
+        if not online:
+            raise _TopologyUnavailable(f"no online CPU under {cpu_dir}")
+        counted: set[int] = set()
+        packages: set[int] = set()
+        cores = 0
+        for cpu in sorted(online):
+            if cpu in counted:
+                continue
+            topology = cpu_dir / f"cpu{cpu}" / "topology"
+            package_path = topology / "physical_package_id"
+            packages.add(parse_int(package_path, read_attr(package_path)))
+            siblings = _siblings(topology)
+            if cpu not in siblings:
+                raise BadFile(topology / "core_cpus_list", f"does not list cpu{cpu} itself")
+            counted.update(siblings)
+            cores += 1
+    except (OSError, BadFile) as exc:
+        raise _TopologyUnavailable(str(exc)) from exc
+    return len(packages), cores, len(online)
+
+
+def _cpuinfo_topology(path: Path, text: str) -> tuple[int, int, int]:
+    """(sockets, physical cores, logical CPUs) from cpuinfo's physical id / core id pairs."""
+    processors = [block for block in _blocks(text) if "processor" in block]
+    pairs: set[tuple[str, str]] = set()
+    for block in processors:
+        if "physical id" not in block or "core id" not in block:
+            raise ProbeError(
+                CPU_SOURCE,
+                f"no CPU topology: the sysfs topology is unreadable and {path} has no "
+                f"'physical id'/'core id' for processor {block.get('processor')}",
+            )
+        pairs.add((block["physical id"], block["core id"]))
+    if not processors:
+        raise ProbeError(CPU_SOURCE, f"{path} lists no processor")
+    return len({package for package, _ in pairs}), len(pairs), len(processors)
+
+
+def _is_epyc(vendor: str, brand: str, generation: str | None) -> tuple[bool, str | None]:
+    """Whether the CPU gets an EPYC label, and a warning when that was decided without a brand."""
+    if vendor != AMD_VENDOR:
+        return False, None
+    upper = brand.upper()
+    if "EPYC" in upper:
+        return True, None
+    if any(line in upper for line in _AMD_PRODUCT_LINES) or generation is None:
+        return False, None
+    return True, (
+        f"CPU brand {brand!r} names no AMD product line; treating this {generation} part as EPYC"
+    )
+
+
+def probe_cpu(roots: HostRoots) -> CpuFacts:
+    """The node's CPUs. Raises ProbeError naming the file or field it could not use."""
+    path = roots.procfs / "cpuinfo"
+    try:
+        text = read_text(path, _CPUINFO_LIMIT)
+    except (OSError, BadFile) as exc:
+        raise ProbeError(CPU_SOURCE, f"cannot read {path}: {exc}") from exc
+    first = _first_block(text)
+    vendor = first.get("vendor_id")
+    if not vendor:
+        raise ProbeError(CPU_SOURCE, f"{path}: no 'vendor_id' in the first processor entry")
+    family = _int_field(path, first, "cpu family")
+    model = _int_field(path, first, "model")
+    brand = first.get("model name", "")
+    generation = zen_generation(family, model) if vendor == AMD_VENDOR else None
+    warnings: list[str] = []
+    is_epyc, why = _is_epyc(vendor, brand, generation)
+    if why:
+        warnings.append(why)
+    try:
+        sockets, cores, logical = _sysfs_topology(roots.sysfs)
+    except _TopologyUnavailable as exc:
+        warnings.append(f"sysfs CPU topology unusable ({exc}); counting cores from {path}")
+        sockets, cores, logical = _cpuinfo_topology(path, text)
+    for message in warnings:
+        log.warning("%s", message)
+    return CpuFacts(
+        vendor=vendor,
+        family=family,
+        model=model,
+        brand=brand,
+        generation=generation,
+        sockets=sockets,
+        physical_cores=cores,
+        logical_cpus=logical,
+        is_epyc=is_epyc,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,5 @@
+"""``python -m matcher`` is ``aim-matcher``."""
+
+from matcher.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""``aim-matcher``: offline checks, selection, CRD generation, and the live controller.
+
+    aim-matcher check  --nodes NODES.yaml --profiles DIR_OR_FILE [--config CM.yaml] [-o FORMAT]
+    aim-matcher select --nodes NODES.yaml --profiles DIR_OR_FILE --aim-id ID [...]
+    aim-matcher crds   --out daemonset/crds [--check]
+    aim-matcher run    [controller options]   (see ``aim-matcher run --help``)
+
+Exit codes of ``check``: 0 every profile Ready, 1 some profile NotAvailable, 2 invalid input
+(a file that does not parse, a profile or node that fails validation); the valid profiles are
+still evaluated and printed. ``select``: 0 a profile was chosen, 1 none, 2 invalid input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from matcher import offline
+from matcher.api import crd
+
+
+def _crds(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if args.check:
+        problems = crd.stale(out)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1 if problems else 0
+    for path in crd.write(out):
+        print(path)
+    return 0
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nodes",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="Nodes as `kubectl get nodes -o yaml` writes them (a List, Node documents or one "
+        "Node); repeat to add more files",
+    )
+    parser.add_argument(
+        "--profiles",
+        required=True,
+        action="append",
+        metavar="PATH",
+        help="AIMProfile/AIMClusterProfile YAML file or directory (multi-document files and "
+        "*.yaml/*.yml under directories); repeat to add more",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="The matcher ConfigMap (YAML) with cluster settings"
+    )
+    parser.add_argument(
+        "-o", "--output", choices=["table", "yaml", "json"], default="table", help="Output format"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aim-matcher",
+        description="Match AIM profiles against cluster nodes (offline or as a controller).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser(
+        "check",
+        help="Evaluate profiles against nodes from files and print their statuses",
+        description="Evaluate profiles against nodes from files. Exit 0 when all are Ready, 1 "
+        "when any is NotAvailable, 2 on invalid input (the rest is still evaluated).",
+    )
+    _add_inputs(check)
+
+    select = sub.add_parser(
+        "select",
+        help="Show which profile automatic selection picks for an AIM id, and why",
+        description="Evaluate profiles against nodes from files, then select for an AIM id. "
+        "Exit 0 when a profile is chosen, 1 when none, 2 on invalid input.",
+    )
+    _add_inputs(select)
+    select.add_argument("--aim-id", required=True, help="e.g. qwen/qwen3-32b")
+    select.add_argument(
+        "--namespace", help="Deploying namespace (its AIMProfiles are visible and win)"
+    )
+    select.add_argument("--metric", choices=["latency", "throughput"])
+    select.add_argument(
+        "--precision", choices=["fp4", "fp8", "fp16", "fp32", "bf16", "int4", "int8"]
+    )
+    select.add_argument(
+        "--include-non-primary",
+        action="store_true",
+        help="Also consider profiles without primary: true",
+    )
+
+    crds = sub.add_parser("crds", help="Generate the CustomResourceDefinitions from the models")
+    crds.add_argument("--out", default="daemonset/crds", help="Directory (default %(default)s)")
+    crds.add_argument(
+        "--check",
+        action="store_true",
+        help="Write nothing; exit 1 naming each file that is missing or stale",
+    )
+
+    sub.add_parser(
+        "run",
+        help="Run the live controller (remaining arguments go to it)",
+        add_help=False,
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["run"]:
+        # Imported lazily: the offline commands must not need the Kubernetes client.
+        from matcher.controller.app import main as run_controller  # noqa: PLC0415
+
+        return run_controller(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    if args.command == "crds":
+        return _crds(args)
+    if args.command == "check":
+        return offline.check_command(args)
+    return offline.select_command(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, after client-go's leaderelection.
+
+Timing contract (client-go's): a candidate retries every ``retry_period``; the leader renews
+every ``retry_period`` and gives up when it has not renewed for ``renew_deadline``; others
+take the lease when they have seen no change to it for ``lease_duration``. Because
+``renew_deadline < lease_duration`` and the leader counts from the moment it *sent* its last
+successful renew, it stops writing before anyone else can start: ``is_leader()`` is checked
+against the clock on every call, so a leader whose renew thread is stuck stops at once too.
+On shutdown the lease is released (holder cleared) so a follower takes over without waiting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from matcher.controller.informer import TRANSPORT_ERRORS, error_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LeaderSettings:
+    name: str = "aim-matcher"
+    namespace: str = "default"
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    request_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            raise ValueError("leader election needs an identity")
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError(
+                "leader election needs retry_period < renew_deadline < lease_duration, got "
+                f"{self.retry_period} / {self.renew_deadline} / {self.lease_duration}"
+            )
+
+
+def micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        coordination_api: Any,
+        settings: LeaderSettings,
+        *,
+        on_started_leading: Callable[[], None] | None = None,
+        on_stopped_leading: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api = coordination_api
+        self.settings = settings
+        self._on_started = on_started_leading
+        self._on_stopped = on_stopped_leading
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._leading = False
+        self._last_renew = -math.inf
+        self._lapsed = False
+        # The lease record as last read, and when (our clock) it last changed.
+        self._observed: dict[str, Any] | None = None
+        self._observed_raw = ""
+        self._observed_at = -math.inf
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- queries --------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        with self._lock:
+            return self._leading and self._clock() - self._last_renew < self.settings.renew_deadline
+
+    @property
+    def holder(self) -> str:
+        with self._lock:
+            spec = (self._observed or {}).get("spec") or {}
+            return str(spec.get("holderIdentity") or "")
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="leader-election", daemon=True)
+        self._thread.start()
+
+    def stop(self, release: bool = True, join_timeout: float = 5.0) -> None:
+        """Stop campaigning; with ``release`` a leader hands the lease back at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(join_timeout)
+        was_leading = self._set_leading(False)
+        if release and was_leading:
+            self._release()
+
+    def run(self) -> None:
+        s = self.settings
+        while not self._stop.is_set():
+            if self._try_acquire_or_renew():
+                with self._lock:
+                    fresh = self._clock() - self._last_renew < s.renew_deadline
+                if not fresh:
+                    continue
+                log.info("became leader", extra={"lease": s.name, "identity": s.identity})
+                self._set_leading(True)
+                if self._on_started is not None:
+                    self._on_started()
+                self._renew_loop()
+                if self._stop.is_set():
+                    return
+                log.warning("lost leadership", extra={"lease": s.name, "identity": s.identity})
+            self._stop.wait(s.retry_period * random.uniform(1.0, 1.2))
+
+    def _renew_loop(self) -> None:
+        s = self.settings
+        while not self._stop.wait(s.retry_period):
+            while not self._try_acquire_or_renew():
+                if not self.is_leader() or self._stop.is_set():
+                    self._set_leading(False)
+                    return
+                self._stop.wait(min(s.retry_period / 4, 0.5))
+            with self._lock:
+                lapsed, self._lapsed = self._lapsed, False
+            if lapsed and self._on_started is not None:
+                # The renew deadline passed before this renew got through, so is_leader()
+                # refused writes for a while: catch up as a new leader would.
+                log.info("renewed after a lapse", extra={"lease": s.name})
+                self._on_started()
+
+    def _set_leading(self, leading: bool) -> bool:
+        with self._lock:
+            was = self._leading
+            self._leading = leading
+        if was and not leading and self._on_stopped is not None:
+            self._on_stopped()
+        return was
+
+    # -- the lease ------------------------------------------------------------------------
+
+    def _try_acquire_or_renew(self) -> bool:
+        s = self.settings
+        started = self._clock()
+        now = micro_time(datetime.now(UTC))
+        try:
+            current = self._read()
+        except TRANSPORT_ERRORS as exc:
+            log.warning("cannot read lease: %s", error_text(exc), extra={"lease": s.name})
+            return False
+        if current is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": s.name, "namespace": s.namespace},
+                "spec": self._spec(now, now, 0),
+            }
+            return self._write(
+                started,
+                lambda: self._api.create_namespaced_lease(
+                    s.namespace, body, _preload_content=False, _request_timeout=s.request_timeout
+                ),
+            )
+        self._observe(current)
+        spec = current.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        transitions = int(spec.get("leaseTransitions") or 0)
+        with self._lock:
+            expired = self._clock() - self._observed_at >= s.lease_duration
+        if holder and holder != s.identity and not expired:
+            return False
+        if holder == s.identity:
+            acquire = spec.get("acquireTime") or now
+        else:
+            acquire = now
+            transitions += 1
+        current["spec"] = self._spec(acquire, now, transitions)
+        return self._write(
+            started,
+            lambda: self._api.replace_namespaced_lease(
+                s.name,
+                s.namespace,
+                current,
+                _preload_content=False,
+                _request_timeout=s.request_timeout,
+            ),
+        )
+
+    def _spec(self, acquire: str, renew: str, transitions: int) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "holderIdentity": s.identity,
+            "leaseDurationSeconds": max(1, math.ceil(s.lease_duration)),
+            "acquireTime": acquire,
+            "renewTime": renew,
+            "leaseTransitions": transitions,
+        }
+
+    def _read(self) -> dict[str, Any] | None:
+        s = self.settings
+        try:
+            response = self._api.read_namespaced_lease(
+                s.name, s.namespace, _preload_content=False, _request_timeout=s.request_timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data: dict[str, Any] = json.loads(response.data)
+        return data
+
+    def _write(self, started: float, call: Callable[[], Any]) -> bool:
+        try:
+            response = call()
+        except TRANSPORT_ERRORS as exc:
+            # 409: someone else wrote the lease since we read it; they won this round.
+            log.info("lease write failed: %s", error_text(exc), extra={"lease": self.settings.name})
+            return False
+        self._observe(json.loads(response.data))
+        with self._lock:
+            if self._leading and self._clock() - self._last_renew >= self.settings.renew_deadline:
+                self._lapsed = True
+            self._last_renew = started
+        return True
+
+    def _observe(self, lease: dict[str, Any]) -> None:
+        raw = json.dumps(lease.get("spec") or {}, sort_keys=True)
+        with self._lock:
+            if raw != self._observed_raw:
+                self._observed_raw = raw
+                self._observed_at = self._clock()
+            self._observed = lease
+
+    def _release(self) -> None:
+        s = self.settings
+        try:
+            current = self._read()
+            if current is None:
+                return
+            spec = current.get("spec") or {}
+            if spec.get("holderIdentity") != s.identity:
+                return
+            now = micro_time(datetime.now(UTC))
+            spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
+            current["spec"] = {k: v for k, v in spec.items() if v != ""}
+            self._api.replace_namespaced_lease(
+                s.name,
+                s.namespace,
+                current,
+                _preload_content=False,
+                _request_timeout=s.request_timeout,
+            )
+            log.info("released lease", extra={"lease": s.name, "identity": s.identity})
+        except TRANSPORT_ERRORS as exc:
+            log.warning("cannot release lease: %s", error_text(exc), extra={"lease": s.name})

@@ -1,0 +1,433 @@
+"""The controller: informers feed caches and the work queue, workers reconcile profiles.
+
+Threads: one informer per watched collection, ``workers`` reconcile threads, the leader
+elector, an optional resync ticker and the health server. The node cache (``ClusterIndex``)
+and the matcher config are shared between the node informer and the workers under
+``_lock``; evaluation is cheap (the index narrows each profile to the nodes with its label
+key), so one lock costs nothing measurable under the GIL.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+
+from detector.labels import accelerator_id_of
+from matcher.api.models import GROUP, KIND_CLUSTER_PROFILE, KIND_PROFILE, VERSION, ProfileStatus
+from matcher.controller.events import EventRecorder
+from matcher.controller.index import AffectedIndex
+from matcher.controller.informer import TRANSPORT_ERRORS, Informer, InformerSettings, error_text
+from matcher.controller.leader import LeaderElector, LeaderSettings
+from matcher.controller.metrics import HealthServer, Metrics
+from matcher.controller.reconciler import (
+    CachedProfile,
+    Conflict,
+    Reconciler,
+    cached_profile,
+    desired_status,
+    profile_deps,
+)
+from matcher.controller.status_writer import PLURALS, ProfileKey, StatusWriter
+from matcher.controller.workqueue import ExponentialBackoff, WorkQueue
+from matcher.core.cluster import ClusterIndex
+from matcher.core.config import ConfigError, MatcherConfig
+from matcher.core.nodes import NodeView, node_view
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_MAP = "aim-matcher-config"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    identity: str
+    #: Namespaces whose AIMProfiles to watch; empty means all namespaces.
+    profile_namespaces: tuple[str, ...] = ()
+    config_map_name: str = DEFAULT_CONFIG_MAP
+    config_map_namespace: str = "default"
+    leader_election: bool = True
+    lease_name: str = "aim-matcher"
+    lease_namespace: str = "default"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    workers: int = 2
+    #: Re-evaluate every profile this often (0: never); writes still happen only on change.
+    resync_period: float = 0.0
+    informer: InformerSettings = field(default_factory=InformerSettings)
+    retry_base: float = 0.05
+    retry_cap: float = 30.0
+    events: bool = True
+    #: Serve /metrics, /healthz, /readyz here; port None: no server, 0: any free port.
+    health_host: str = "0.0.0.0"
+    health_port: int | None = None
+
+
+class _Callbacks:
+    """Adapts three functions to the informer's Handler protocol."""
+
+    def __init__(
+        self,
+        add: Callable[[str, Any], None],
+        update: Callable[[str, Any, Any], None],
+        delete: Callable[[str, Any], None],
+    ) -> None:
+        self.on_add, self.on_update, self.on_delete = add, update, delete
+
+
+class Controller:
+    def __init__(self, api_client: client.ApiClient, settings: ControllerSettings) -> None:
+        self.settings = settings
+        s = settings
+        self.metrics = Metrics()
+        self._lock = threading.RLock()
+        self._cluster = ClusterIndex()
+        self._config = MatcherConfig()
+        self._nodes_error: str | None = None
+        self._config_error: str | None = None
+        self._profiles: dict[ProfileKey, CachedProfile] = {}
+        self._index: AffectedIndex[ProfileKey] = AffectedIndex()
+        self.queue: WorkQueue[ProfileKey] = WorkQueue(ExponentialBackoff(s.retry_base, s.retry_cap))
+        self._stopping = threading.Event()
+        self._synced = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+        core = client.CoreV1Api(api_client)
+        custom = client.CustomObjectsApi(api_client)
+        self.leader: LeaderElector | None = None
+        if s.leader_election:
+            self.leader = LeaderElector(
+                client.CoordinationV1Api(api_client),
+                LeaderSettings(
+                    name=s.lease_name,
+                    namespace=s.lease_namespace,
+                    identity=s.identity,
+                    lease_duration=s.lease_duration,
+                    renew_deadline=s.renew_deadline,
+                    retry_period=s.retry_period,
+                ),
+                on_started_leading=self._started_leading,
+            )
+        self.reconciler = Reconciler(
+            profiles=self._profiles.get,
+            evaluate_locked=self._evaluate,
+            writer=StatusWriter(custom),
+            recorder=EventRecorder(core, s.identity) if s.events else None,
+            is_leader=self.is_leader,
+            on_write=lambda result: self.metrics.status_writes.labels(result).inc(),
+            on_event=lambda reason: self.metrics.events.labels(reason).inc(),
+        )
+        self.informers = self._informers(core, custom)
+        self.metrics.queue_depth.set_function(lambda: len(self.queue))
+        self.metrics.is_leader.set_function(lambda: 1.0 if self.is_leader() else 0.0)
+        self.metrics.nodes.set_function(lambda: len(self._cluster))
+        self.metrics.nodes_unavailable.set_function(lambda: 1.0 if self._nodes_error else 0.0)
+        self.metrics.profiles_by_status(self._status_counts)
+        self.health: HealthServer | None = None
+        if s.health_port is not None:
+            self.health = HealthServer(
+                s.health_host, s.health_port, self.metrics, self.healthy, self.ready
+            )
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def _informers(self, core: Any, custom: Any) -> list[Informer[Any]]:
+        s = self.settings
+        common: dict[str, Any] = {"settings": s.informer, "on_synced": self._check_synced}
+
+        def restarts(resource: str) -> Callable[[str], None]:
+            return lambda reason: self.metrics.watch_restarts.labels(resource, reason).inc()
+
+        informers: list[Informer[Any]] = [
+            Informer(
+                "nodes",
+                core.list_node,
+                node_view,
+                _Callbacks(self._node_added, self._node_updated, self._node_deleted),
+                on_health=self._nodes_health,
+                on_restart=restarts("nodes"),
+                **common,
+            ),
+            Informer(
+                "configmap",
+                # The namespace is the list call's first positional argument.
+                functools.partial(core.list_namespaced_config_map, s.config_map_namespace),
+                lambda obj: dict(obj.get("data") or {}),
+                _Callbacks(
+                    lambda _k, data: self._apply_config(data),
+                    lambda _k, _old, data: self._apply_config(data),
+                    lambda _k, _old: self._apply_config(None),
+                ),
+                on_restart=restarts("configmaps"),
+                call_kwargs={"field_selector": f"metadata.name={s.config_map_name}"},
+                **common,
+            ),
+        ]
+        profile_handler = _Callbacks(
+            self._profile_changed, self._profile_updated, self._profile_deleted
+        )
+        cluster_plural = PLURALS[KIND_CLUSTER_PROFILE]
+        informers.append(
+            Informer(
+                cluster_plural,
+                functools.partial(
+                    custom.list_cluster_custom_object, GROUP, VERSION, cluster_plural
+                ),
+                cached_profile,
+                profile_handler,
+                on_restart=restarts(cluster_plural),
+                **common,
+            )
+        )
+        plural = PLURALS[KIND_PROFILE]
+        if s.profile_namespaces:
+            for namespace in s.profile_namespaces:
+                call = functools.partial(
+                    custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+                )
+                informers.append(
+                    Informer(
+                        f"{plural}/{namespace}",
+                        call,
+                        cached_profile,
+                        profile_handler,
+                        on_restart=restarts(plural),
+                        **common,
+                    )
+                )
+        else:
+            call = functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, plural)
+            informers.append(
+                Informer(
+                    plural,
+                    call,
+                    cached_profile,
+                    profile_handler,
+                    on_restart=restarts(plural),
+                    **common,
+                )
+            )
+        return informers
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.health is not None:
+            self.health.start()
+        for informer in self.informers:
+            informer.start()
+        for number in range(self.settings.workers):
+            thread = threading.Thread(target=self._worker, name=f"worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if self.settings.resync_period > 0:
+            thread = threading.Thread(target=self._resync, name="resync", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        if self.leader is not None:
+            self.leader.start()
+
+    def stop(self, release: bool = True) -> None:
+        """Stop everything; ``release=False`` leaves the lease held (simulates a crash)."""
+        self._stopping.set()
+        if self.leader is not None:
+            self.leader.stop(release=release)
+        self.queue.shut_down()
+        for informer in self.informers:
+            informer.stop()
+        for thread in self._threads:
+            thread.join(5.0)
+        if self.health is not None:
+            self.health.stop()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def is_leader(self) -> bool:
+        if self._stopping.is_set():
+            return False
+        return self.leader is None or self.leader.is_leader()
+
+    def ready(self) -> bool:
+        """Caches synced and the matcher ConfigMap readable (a broken one needs a human)."""
+        return self._synced.is_set() and not self._stopping.is_set() and not self.config_error
+
+    @property
+    def config_error(self) -> str | None:
+        return self._config_error
+
+    def healthy(self) -> bool:
+        return not self._stopping.is_set() and all(t.is_alive() for t in self._threads)
+
+    def node(self, name: str) -> NodeView | None:
+        """The cached projection of a node."""
+        with self._lock:
+            return self._cluster.get(name)
+
+    @property
+    def nodes_error(self) -> str | None:
+        return self._nodes_error
+
+    def _check_synced(self) -> None:
+        if all(informer.synced.is_set() for informer in self.informers):
+            if not self._synced.is_set():
+                log.info(
+                    "caches synced",
+                    extra={"nodes": len(self._cluster), "profiles": len(self._profiles)},
+                )
+            self._synced.set()
+
+    def _started_leading(self) -> None:
+        # Whatever happened while we followed, bring every profile up to date.
+        self.enqueue_all()
+
+    def enqueue_all(self) -> None:
+        self.queue.add_all(list(self._profiles))
+
+    def _resync(self) -> None:
+        while not self._stopping.wait(self.settings.resync_period):
+            self.enqueue_all()
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while not self._stopping.is_set():
+            # Evaluating before every cache is filled would publish wrong statuses.
+            if not self._synced.wait(0.5):
+                continue
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                with self.metrics.reconcile_duration.time():
+                    self.reconciler.reconcile(key)
+            except Conflict:
+                self.queue.add_rate_limited(key)
+            except TRANSPORT_ERRORS as exc:
+                log.warning(
+                    "status write failed: %s",
+                    error_text(exc),
+                    extra={"profile": str(key), "retries": self.queue.num_requeues(key)},
+                )
+                self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("reconcile failed", extra={"profile": str(key)})
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+            finally:
+                self.queue.done(key)
+
+    def _evaluate(self, cached: CachedProfile) -> ProfileStatus:
+        with self._lock:
+            return desired_status(
+                cached, self._cluster, self._config, self._nodes_error, datetime.now(UTC)
+            )
+
+    # -- node events ----------------------------------------------------------------------
+
+    def _node_added(self, _key: str, view: NodeView) -> None:
+        self._node_changed(None, view)
+
+    def _node_updated(self, _key: str, old: NodeView, new: NodeView) -> None:
+        if old != new:
+            self._node_changed(old, new)
+
+    def _node_deleted(self, _key: str, old: NodeView) -> None:
+        self._node_changed(old, None)
+
+    def _node_changed(self, old: NodeView | None, new: NodeView | None) -> None:
+        with self._lock:
+            if new is None:
+                assert old is not None
+                self._cluster.remove(old.name)
+            elif not self._cluster.upsert(new):
+                return  # a status heartbeat: nothing the matcher sees changed
+            affected = self._index.affected_by_node(old, new)
+            if _accelerator_keys(old) != _accelerator_keys(new):
+                # NotAvailable messages list the cluster's accelerator labels and counts.
+                for label_key in self._index.label_keys():
+                    if not self._cluster.nodes_with_key(label_key):
+                        affected |= self._index.with_label(label_key)
+        if affected:
+            self.queue.add_all(list(affected))
+
+    def _nodes_health(self, ok: bool, error: str) -> None:
+        with self._lock:
+            before = self._nodes_error
+            self._nodes_error = None if ok else error
+            changed = before != self._nodes_error
+        if changed:
+            if ok:
+                log.info("nodes can be listed again")
+            else:
+                log.error("cannot list or watch nodes: %s", error)
+            self.enqueue_all()
+
+    # -- profile events -------------------------------------------------------------------
+
+    def _profile_changed(self, _key: str, cached: CachedProfile) -> None:
+        with self._lock:
+            self._profiles[cached.key] = cached
+            self._index.put(cached.key, profile_deps(cached, self._config))
+        self.reconciler.observed(cached)
+        self.queue.add(cached.key)
+
+    def _profile_updated(self, key: str, _old: CachedProfile, new: CachedProfile) -> None:
+        self._profile_changed(key, new)
+
+    def _profile_deleted(self, _key: str, old: CachedProfile) -> None:
+        with self._lock:
+            self._profiles.pop(old.key, None)
+            self._index.remove(old.key)
+        self.reconciler.forget(old.key)
+
+    # -- configuration --------------------------------------------------------------------
+
+    def _apply_config(self, data: Mapping[str, str] | None) -> None:
+        s = self.settings
+        try:
+            config = MatcherConfig.from_configmap_data(data)
+        except ConfigError as exc:
+            # Keep the last good configuration: a typo must not flip every profile.
+            self._config_error = str(exc)
+            log.error(
+                "ignoring invalid matcher config: %s",
+                exc,
+                extra={"configmap": f"{s.config_map_namespace}/{s.config_map_name}"},
+            )
+            return
+        self._config_error = None
+        with self._lock:
+            if config == self._config:
+                return
+            self._config = config
+            for key, cached in self._profiles.items():
+                self._index.put(key, profile_deps(cached, config))
+        log.info("matcher config changed", extra={"config": repr(config)})
+        self.enqueue_all()
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def _status_counts(self) -> Mapping[str, int]:
+        with self._lock:
+            profiles = list(self._profiles.values())
+        return Counter(str((p.status or {}).get("status") or "Pending") for p in profiles)
+
+    def statuses(self) -> dict[ProfileKey, Mapping[str, Any] | None]:
+        with self._lock:
+            return {key: cached.status for key, cached in self._profiles.items()}
+
+
+def _accelerator_keys(view: NodeView | None) -> set[str]:
+    if view is None:
+        return set()
+    return {k for k in view.labels if accelerator_id_of(k) is not None}

@@ -1,0 +1,139 @@
+"""The condition messages: what matched, and when nothing did, what came nearest.
+
+Messages only depend on the inputs (sorted, no timestamps), so an unchanged world gives an
+identical status and the controller writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from fractions import Fraction
+
+from detector.labels import LABEL_PREFIX, accelerator_id_of
+from matcher.core.cluster import ClusterIndex
+from matcher.core.matching import MatchResult
+from matcher.core.quantity import format_quantity
+from matcher.core.resources import is_extended_resource
+
+_MAX_LISTED = 12
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def format_resources(values: Mapping[str, Fraction]) -> str:
+    return ", ".join(f"{name}: {format_quantity(v)}" for name, v in values.items())
+
+
+def _needs(requests: Mapping[str, Fraction]) -> str:
+    return f"allocatable {format_resources(requests)}" if requests else "no resource requests"
+
+
+def _left_out(result: MatchResult) -> str:
+    parts = []
+    if result.fitting_cordoned:
+        parts.append(f"{result.fitting_cordoned} cordoned")
+    if result.fitting_not_ready:
+        parts.append(f"{result.fitting_not_ready} NotReady")
+    return ", ".join(parts)
+
+
+def _where(result: MatchResult) -> str:
+    return f"label {result.label_key}" if result.label_key else "no label requirement"
+
+
+def ready_message(result: MatchResult, requests: Mapping[str, Fraction]) -> str:
+    nodes = _plural(result.matching, "node")
+    if result.label_key:
+        message = f"{nodes} with label {result.label_key} and {_needs(requests)}"
+    else:
+        message = f"{nodes} with {_needs(requests)}"
+    if result.fitting_left_out:
+        message += f"; {result.fitting_left_out} more left out: {_left_out(result)}"
+    return message
+
+
+def cpu_only_message(result: MatchResult, requests: Mapping[str, Fraction]) -> str:
+    nodes = _plural(result.matching, "node")
+    where = f"{nodes} with {_needs(requests)}" if requests else f"{nodes} counted"
+    return f"No accelerator requirements: always available ({where})"
+
+
+def _advertised_hint(cluster: ClusterIndex, missing: tuple[str, ...]) -> str:
+    """Name resources nobody advertises: usually a partition naming mix-up (cpx-nps4/cpx_nps4)."""
+    absent = [name for name in missing if not cluster.nodes_with_resource(name)]
+    if not absent:
+        return ""
+    extended = cluster.memo(
+        ("extended-resources",),
+        lambda: sorted(
+            {name for node in cluster for name in node.allocatable if is_extended_resource(name)}
+        ),
+    )
+    listed = ", ".join(extended[:_MAX_LISTED]) or "none"
+    return f"; no node advertises {', '.join(absent)} (extended resources in the cluster: {listed})"
+
+
+def accelerator_inventory(cluster: ClusterIndex) -> str:
+    """``EPYC_ZEN4 (3 nodes), MI300X (4 nodes)``: the accelerator labels the cluster has."""
+
+    def compute() -> str:
+        counts = Counter[str]()
+        for key in cluster.label_keys():
+            accel = accelerator_id_of(key)
+            if accel is not None:
+                counts[accel] = len(cluster.nodes_with_key(key))
+        listed = [f"{a} ({_plural(n, 'node')})" for a, n in sorted(counts.items())]
+        if len(listed) > _MAX_LISTED:
+            listed = [*listed[:_MAX_LISTED], f"and {len(listed) - _MAX_LISTED} more"]
+        return ", ".join(listed)
+
+    return cluster.memo(("inventory",), compute)
+
+
+def _case_hint(cluster: ClusterIndex, label_key: str) -> str:
+    wanted = label_key.lower()
+    for key in sorted(cluster.label_keys()):
+        if key.lower() == wanted:
+            return f" (did you mean {accelerator_id_of(key)}? label keys are case-sensitive)"
+    return ""
+
+
+def not_available_message(
+    result: MatchResult, requests: Mapping[str, Fraction], cluster: ClusterIndex
+) -> str:
+    if result.fitting_left_out:
+        return (
+            f"{_plural(result.fitting_left_out, 'node')} with {_where(result)} and "
+            f"{_needs(requests)} but all are left out: {_left_out(result)} (set "
+            "countUnschedulableNodes / countNotReadyNodes in the matcher config to count them)"
+        )
+    if result.candidates == 0:
+        if result.label_key is None:
+            extended = ", ".join(n for n in requests if "/" in n)
+            return f"No node has allocatable {extended or format_resources(requests)}"
+        inventory = accelerator_inventory(cluster)
+        hint = _case_hint(cluster, result.label_key)
+        if not inventory:
+            return (
+                f"No node has label {result.label_key}{hint}; no node has any {LABEL_PREFIX}* "
+                "label (is the AcceleratorDetector running?)"
+            )
+        return (
+            f"No node has label {result.label_key}{hint}; accelerator labels in the cluster: "
+            f"{inventory}"
+        )
+    nearest = result.nearest
+    if nearest is None:  # only possible with a zero-candidate result, handled above
+        return f"No node with {_where(result)} matches"
+    shown = {name: nearest.allocatable.get(name, Fraction(0)) for name in requests}
+    needs = ", ".join(
+        f"{name} (needs {format_quantity(requests[name])})" for name in nearest.missing
+    )
+    return (
+        f"{_plural(result.candidates, 'node')} with {_where(result)} but none has enough "
+        f"{needs}; nearest is {nearest.node} with allocatable {format_resources(shown)}"
+        f"{_advertised_hint(cluster, nearest.missing)}"
+    )

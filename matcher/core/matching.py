@@ -1,0 +1,159 @@
+"""Which nodes satisfy a (label key, requests) pair, and what came nearest when none does.
+
+A node matches when it carries the label key (any value: the value is informational) and its
+allocatable covers every request. Cordoned and NotReady nodes that would match are counted
+apart, so the message can say how many were left out and why; ``MatcherConfig`` can count them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+from matcher.core.cluster import ClusterIndex
+from matcher.core.config import MatcherConfig
+from matcher.core.nodes import NodeView, to_nanos
+from matcher.core.resources import is_extended_resource
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """The candidate that came nearest to fitting, and the requests it cannot cover."""
+
+    node: str
+    missing: tuple[str, ...]
+    allocatable: Mapping[str, Fraction]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    label_key: str | None
+    candidates: int
+    """Nodes considered: those with the label key (all nodes when there is none)."""
+    matching: int
+    fitting_cordoned: int = 0
+    """Nodes that fit but are cordoned and not counted (NotReady as well counts in both)."""
+    fitting_not_ready: int = 0
+    fitting_left_out: int = 0
+    nearest: Shortfall | None = None
+    """Set when no candidate fits."""
+
+
+def missing_resources(node: NodeView, requests: Mapping[str, int]) -> tuple[str, ...]:
+    """Requested resources (in nano-units) the node's allocatable does not cover."""
+    have = node.nanos
+    return tuple(name for name, need in requests.items() if need > have.get(name, 0))
+
+
+def _pool(
+    cluster: ClusterIndex, label_key: str | None, requests: Mapping[str, int]
+) -> tuple[Hashable, Collection[NodeView]]:
+    """The nodes to consider, and a memo id for that set."""
+    if label_key is not None:
+        return ("key", label_key), cluster.nodes_with_key(label_key)
+    # No label to narrow by: a node lacking an extended resource cannot fit, so start from the
+    # smallest set of nodes that have one of them.
+    pools = [
+        (("resource", name), cluster.nodes_with_resource(name))
+        for name, need in sorted(requests.items())
+        if need > 0 and is_extended_resource(name)
+    ]
+    if pools:
+        return min(pools, key=lambda pool: len(pool[1]))
+    return ("all",), list(cluster)
+
+
+def _shortage(node: NodeView, requests: Mapping[str, int], missing: tuple[str, ...]) -> float:
+    # Only ranks near misses for the message; a float is deterministic and precise enough.
+    return sum((requests[name] - node.nanos.get(name, 0)) / requests[name] for name in missing)
+
+
+def match_nodes(
+    cluster: ClusterIndex,
+    label_key: str | None,
+    requests: Mapping[str, Fraction],
+    config: MatcherConfig,
+) -> MatchResult:
+    """Memoised on the index: profiles sharing a key and requests share the work."""
+    nanos = to_nanos(requests)
+    memo_key = ("match", label_key, frozenset(nanos.items()), config)
+    return cluster.memo(memo_key, lambda: _match(cluster, label_key, nanos, config))
+
+
+def _match(
+    cluster: ClusterIndex,
+    label_key: str | None,
+    requests: Mapping[str, int],
+    config: MatcherConfig,
+) -> MatchResult:
+    pool_id, pool = _pool(cluster, label_key, requests)
+    # Set algebra over memoised per-(pool, resource, amount) sets: profiles mostly differ in
+    # how they combine a few common amounts (1/2/4/8 GPUs, 32Gi...), so each set is computed
+    # once and shared; intersections run in C.
+    fits: frozenset[str] = cluster.memo(("names", pool_id), lambda: frozenset(n.name for n in pool))
+    for name, need in sorted(requests.items()):
+        if need > 0 and fits:
+            fits &= _covering(cluster, pool_id, pool, name, need)
+    counted = cluster.memo(("counted", pool_id, config), lambda: _counted(pool, config))
+    left_out = fits - counted
+    cordoned = not_ready = 0
+    if left_out:
+        cordoned_names, not_ready_names = cluster.memo(
+            ("unavailable", pool_id), lambda: _unavailable(pool)
+        )
+        if not config.count_unschedulable_nodes:
+            cordoned = len(left_out & cordoned_names)
+        if not config.count_not_ready_nodes:
+            not_ready = len(left_out & not_ready_names)
+    matching = len(fits) - len(left_out)
+    return MatchResult(
+        label_key=label_key,
+        candidates=len(pool),
+        matching=matching,
+        fitting_cordoned=cordoned,
+        fitting_not_ready=not_ready,
+        fitting_left_out=len(left_out),
+        nearest=None if fits else _nearest(pool, requests),
+    )
+
+
+def _covering(
+    cluster: ClusterIndex, pool_id: Hashable, pool: Collection[NodeView], name: str, need: int
+) -> frozenset[str]:
+    def compute() -> frozenset[str]:
+        return frozenset(n.name for n in pool if n.nanos.get(name, 0) >= need)
+
+    return cluster.memo(("covers", pool_id, name, need), compute)
+
+
+def _counted(pool: Collection[NodeView], config: MatcherConfig) -> frozenset[str]:
+    return frozenset(
+        n.name
+        for n in pool
+        if (n.schedulable or config.count_unschedulable_nodes)
+        and (n.ready or config.count_not_ready_nodes)
+    )
+
+
+def _unavailable(pool: Collection[NodeView]) -> tuple[frozenset[str], frozenset[str]]:
+    """Names of the cordoned nodes and of the NotReady nodes of a pool."""
+    return (
+        frozenset(n.name for n in pool if not n.schedulable),
+        frozenset(n.name for n in pool if not n.ready),
+    )
+
+
+def _nearest(pool: Collection[NodeView], requests: Mapping[str, int]) -> Shortfall | None:
+    """The node missing the fewest requests, then by the smallest relative shortage, then name."""
+    best: tuple[int, float, str] | None = None
+    best_node: NodeView | None = None
+    best_missing: tuple[str, ...] = ()
+    for node in pool:
+        missing = missing_resources(node, requests)
+        score = (len(missing), _shortage(node, requests, missing), node.name)
+        if best is None or score < best:
+            best, best_node, best_missing = score, node, missing
+    if best_node is None:
+        return None
+    return Shortfall(best_node.name, best_missing, best_node.allocatable)

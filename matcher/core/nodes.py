@@ -1,0 +1,94 @@
+"""The part of a Node the matcher looks at, as plain immutable data.
+
+Kubelets update Node status every few seconds; keeping only our labels, the allocatable
+capacity and the two eligibility flags lets the controller ignore the updates that change
+nothing a profile depends on (``ClusterIndex.upsert`` returns False for them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from detector.labels import LABEL_PREFIX
+from matcher.core.quantity import QuantityError, parse_quantity
+
+NANOS_PER_UNIT = 10**9
+
+
+class NodeError(ValueError):
+    """A Node object the matcher cannot use; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Only the keys under ``detector.labels.LABEL_PREFIX``."""
+    allocatable: Mapping[str, Fraction] = field(default_factory=dict)
+    """``status.allocatable``, parsed exactly."""
+    schedulable: bool = True
+    """False when cordoned (``spec.unschedulable: true``)."""
+    ready: bool = True
+    """The ``Ready`` condition is ``True``."""
+    nanos: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    """``allocatable`` in integer nano-units (derived): int comparisons are ~50x faster than
+    Fraction ones, and exact, since Kubernetes rounds every quantity to a whole nano-unit."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nanos", to_nanos(self.allocatable))
+
+
+def to_nanos(values: Mapping[str, Fraction]) -> dict[str, int]:
+    return {name: math.ceil(value * NANOS_PER_UNIT) for name, value in values.items()}
+
+
+def _mapping(obj: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise NodeError(f"{where}{key}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def node_view(obj: Mapping[str, Any]) -> NodeView:
+    """A NodeView from a Node dict as the API or ``kubectl get nodes -o yaml`` gives it."""
+    if not isinstance(obj, Mapping):
+        raise NodeError(f"expected a Node mapping, got {type(obj).__name__}")
+    metadata = _mapping(obj, "metadata", "")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise NodeError("metadata.name: required")
+    labels = {
+        str(k): str(v)
+        for k, v in _mapping(metadata, "labels", "metadata.").items()
+        if str(k).startswith(LABEL_PREFIX)
+    }
+    spec = _mapping(obj, "spec", "")
+    status = _mapping(obj, "status", "")
+    if status.get("allocatable") is None:
+        raise NodeError(f"node {name}: status.allocatable: missing")
+    allocatable: dict[str, Fraction] = {}
+    for resource, raw in _mapping(status, "allocatable", "status.").items():
+        try:
+            allocatable[str(resource)] = parse_quantity(raw)
+        except QuantityError as exc:
+            raise NodeError(f"node {name}: status.allocatable[{resource!r}]: {exc}") from None
+    conditions = status.get("conditions") or []
+    if not isinstance(conditions, list):
+        raise NodeError(f"node {name}: status.conditions: expected a list")
+    ready = any(
+        isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions
+    )
+    return NodeView(
+        name=name,
+        labels=labels,
+        allocatable=allocatable,
+        schedulable=spec.get("unschedulable") is not True,
+        ready=ready,
+    )

@@ -1,0 +1,521 @@
+"""Offline validation of the install bundle: ``python -m scripts.validate_manifests``.
+
+For the default install (``daemonset/``) and each ready-made variant (``examples/install/*``):
+
+1. render it with ``kubectl kustomize``;
+2. validate every object against the Kubernetes OpenAPI schemas of a pinned release
+   (``kubernetes-validate``, strict: unknown fields are errors);
+3. check that every CRD's schema is structural (the rules the API server enforces for
+   ``apiextensions.k8s.io/v1``);
+4. compile every CEL expression (admission policy, CRD ``x-kubernetes-validations``);
+5. check the objects refer to each other correctly (service accounts, role bindings, the
+   policy binding, selectors, the matcher's ConfigMap) and that namespaced objects sit in the
+   install namespace while cluster-scoped ones carry none.
+
+Finally ``kubectl apply -k <variant> --dry-run=client -o name`` runs for each variant. Even a
+client-side dry run asks an API server for discovery (which kinds exist, under which resource
+names, namespaced or not), so it runs against the project's test API server (``tests/apiserver``)
+with the bundle's built-in kinds registered, or against the cluster of ``--kubeconfig`` /
+``$AIM_TEST_KUBECONFIG`` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import celpy
+import kubernetes_validate
+import yaml
+from celpy.celparser import CELParseError
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The oldest Kubernetes release the bundle supports: ValidatingAdmissionPolicy v1 is GA in
+#: 1.30 and bound service-account tokens carry the node name since 1.30.
+KUBERNETES_VERSION = "1.31"
+NAMESPACE = "aim-system"
+#: name -> kustomization directory (relative to the repository root).
+VARIANTS = {
+    "default": "daemonset",
+    "amdsmi": "examples/install/amdsmi",
+    "nfd": "examples/install/nfd",
+    "cleanup": "examples/install/cleanup",
+}
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "PriorityClass",
+}
+NAMESPACED = {
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ConfigMap",
+    "Service",
+    "DaemonSet",
+    "Deployment",
+    "PodDisruptionBudget",
+    "Job",
+}
+_JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
+_FORBIDDEN_IN_JUNCTOR = ("description", "type", "default", "additionalProperties", "nullable")
+
+
+class RenderError(RuntimeError):
+    """kubectl kustomize failed; the message carries its stderr."""
+
+
+@dataclass(frozen=True)
+class Report:
+    variant: str
+    objects: int
+    problems: tuple[str, ...]
+
+
+def render(path: Path) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize <path>`` produces, in order."""
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RenderError(f"kubectl kustomize {path}: {result.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    namespace = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind')} {namespace}{meta.get('name')}"
+
+
+def schema_problems(obj: Mapping[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
+    """Problems validating one built-in object against the pinned release's OpenAPI schema."""
+    try:
+        kubernetes_validate.validate(dict(obj), version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(part) for part in exc.path) or "(root)"
+        return [f"{describe(obj)}: {where}: {exc.message} (Kubernetes {version} schema)"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [
+            f"{describe(obj)}: {obj.get('apiVersion')} {obj.get('kind')} is not a built-in "
+            f"kind of Kubernetes {version}"
+        ]
+    return []
+
+
+def _walk_structural(
+    node: Any, path: str, *, in_junctor: bool, problems: list[str], root: bool = False
+) -> None:
+    if not isinstance(node, Mapping):
+        problems.append(f"{path}: a schema must be an object")
+        return
+    int_or_string = node.get("x-kubernetes-int-or-string") is True
+    preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
+    if in_junctor:
+        for key in _FORBIDDEN_IN_JUNCTOR:
+            if key in node:
+                problems.append(f"{path}: {key} is not allowed inside allOf/anyOf/oneOf/not")
+    elif "type" not in node and not int_or_string and not preserve:
+        problems.append(f"{path}: no type (every node of a structural schema needs one)")
+    if root and node.get("type") != "object":
+        problems.append(f"{path}: the root of a CRD schema must be type: object")
+    if "$ref" in node:
+        problems.append(f"{path}: $ref is not allowed in a CRD schema")
+    if node.get("uniqueItems") is True:
+        problems.append(f"{path}: uniqueItems: true is not allowed in a CRD schema")
+    if node.get("additionalProperties") is False:
+        problems.append(f"{path}: additionalProperties cannot be false in a CRD schema")
+    if "properties" in node and isinstance(node.get("additionalProperties"), Mapping):
+        problems.append(f"{path}: properties and additionalProperties are mutually exclusive")
+    if "items" in node and not isinstance(node["items"], Mapping):
+        problems.append(f"{path}.items: must be a single schema, not a list")
+    if root:
+        metadata = (node.get("properties") or {}).get("metadata")
+        if isinstance(metadata, Mapping):
+            extra = set(metadata) - {"type", "properties"}
+            fields = set(metadata.get("properties") or {}) - {"name", "generateName"}
+            if extra or fields:
+                problems.append(
+                    f"{path}.properties.metadata: only metadata.name and metadata.generateName "
+                    "may be restricted"
+                )
+    properties = node.get("properties") or {}
+    for name, child in properties.items():
+        _walk_structural(
+            child, f"{path}.properties.{name}", in_junctor=in_junctor, problems=problems
+        )
+    if isinstance(node.get("additionalProperties"), Mapping):
+        _walk_structural(
+            node["additionalProperties"],
+            f"{path}.additionalProperties",
+            in_junctor=in_junctor,
+            problems=problems,
+        )
+    if isinstance(node.get("items"), Mapping):
+        _walk_structural(node["items"], f"{path}.items", in_junctor=in_junctor, problems=problems)
+    for junctor in _JUNCTORS:
+        branches = node.get(junctor)
+        if branches is None:
+            continue
+        for index, branch in enumerate(branches if isinstance(branches, list) else [branches]):
+            where = f"{path}.{junctor}[{index}]"
+            if int_or_string and junctor == "anyOf" and set(branch) == {"type"}:
+                continue  # the documented int-or-string pattern: anyOf [{type: integer}, ...]
+            _walk_structural(branch, where, in_junctor=True, problems=problems)
+            for name in (branch.get("properties") or {}) if isinstance(branch, Mapping) else ():
+                if name not in properties:
+                    problems.append(
+                        f"{where}.properties.{name}: a field inside {junctor} must also be "
+                        "specified outside it"
+                    )
+
+
+def structural_problems(crd: Mapping[str, Any]) -> list[str]:
+    """Problems that make a v1 CRD's schemas non-structural (or the CRD unusable)."""
+    problems: list[str] = []
+    name = (crd.get("metadata") or {}).get("name", "?")
+    spec = crd.get("spec") or {}
+    if spec.get("preserveUnknownFields") is True:
+        problems.append(f"CRD {name}: spec.preserveUnknownFields must be false")
+    plural = (spec.get("names") or {}).get("plural")
+    if name != f"{plural}.{spec.get('group')}":
+        problems.append(f"CRD {name}: metadata.name must be <plural>.<group>")
+    versions = spec.get("versions") or []
+    if sum(1 for v in versions if v.get("storage")) != 1:
+        problems.append(f"CRD {name}: exactly one version must be the storage version")
+    for version in versions:
+        schema = (version.get("schema") or {}).get("openAPIV3Schema")
+        where = f"CRD {name} {version.get('name')}: openAPIV3Schema"
+        if schema is None:
+            problems.append(f"{where}: missing (v1 CRDs need a schema per version)")
+            continue
+        _walk_structural(schema, where, in_junctor=False, problems=problems, root=True)
+    return problems
+
+
+def _crd_rules(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if not isinstance(node, Mapping):
+        return
+    for index, rule in enumerate(node.get("x-kubernetes-validations") or []):
+        yield f"{path}.x-kubernetes-validations[{index}].rule", str(rule.get("rule", ""))
+    for name, child in (node.get("properties") or {}).items():
+        yield from _crd_rules(child, f"{path}.properties.{name}")
+    for key in ("items", "additionalProperties"):
+        yield from _crd_rules(node.get(key), f"{path}.{key}")
+
+
+def cel_expressions(obj: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(where, expression) for every CEL expression in an object."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "ValidatingAdmissionPolicy":
+        for section in ("matchConditions", "variables", "validations", "auditAnnotations"):
+            for index, item in enumerate(spec.get(section) or []):
+                for key in ("expression", "messageExpression", "valueExpression"):
+                    if key in item:
+                        yield f"{describe(obj)} spec.{section}[{index}].{key}", str(item[key])
+    elif obj.get("kind") == "CustomResourceDefinition":
+        for version in spec.get("versions") or []:
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            yield from _crd_rules(schema, f"{describe(obj)} {version.get('name')}")
+
+
+def cel_problems(obj: Mapping[str, Any]) -> list[str]:
+    environment = celpy.Environment()
+    problems = []
+    for where, expression in cel_expressions(obj):
+        try:
+            environment.compile(expression)
+        except CELParseError as exc:
+            problems.append(f"{where}: CEL does not parse: {exc}")
+    return problems
+
+
+def _pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    if obj.get("kind") in {"DaemonSet", "Deployment", "Job"}:
+        return ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return None
+
+
+def _labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Dangling references, duplicates and misplaced namespaces between the bundle's objects."""
+    problems: list[str] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    by_kind: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        kind, name, namespace = obj.get("kind", ""), meta.get("name", ""), meta.get("namespace", "")
+        group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+        key = (group, kind, namespace, name)
+        if key in seen:
+            problems.append(f"{describe(obj)}: defined twice")
+        seen.add(key)
+        by_kind.setdefault(kind, {})[(namespace, name)] = obj
+        if kind in CLUSTER_SCOPED and namespace:
+            problems.append(f"{describe(obj)}: cluster-scoped, must not set metadata.namespace")
+        elif kind in NAMESPACED and namespace != NAMESPACE:
+            problems.append(f"{describe(obj)}: must be in namespace {NAMESPACE}")
+        elif kind not in CLUSTER_SCOPED | NAMESPACED:
+            problems.append(f"{describe(obj)}: unexpected kind in the install bundle")
+
+    def exists(kind: str, namespace: str, name: str) -> bool:
+        return (namespace, name) in by_kind.get(kind, {})
+
+    for obj in objects:
+        kind = obj.get("kind")
+        spec = obj.get("spec") or {}
+        if kind in {"RoleBinding", "ClusterRoleBinding"}:
+            ref = obj.get("roleRef") or {}
+            ref_ns = "" if ref.get("kind") == "ClusterRole" else NAMESPACE
+            if not exists(str(ref.get("kind")), ref_ns, str(ref.get("name"))):
+                problems.append(
+                    f"{describe(obj)}: roleRef {ref.get('kind')} {ref.get('name')} "
+                    "is not in the bundle"
+                )
+            for subject in obj.get("subjects") or []:
+                if subject.get("kind") == "ServiceAccount" and not exists(
+                    "ServiceAccount", str(subject.get("namespace")), str(subject.get("name"))
+                ):
+                    problems.append(
+                        f"{describe(obj)}: subject ServiceAccount "
+                        f"{subject.get('namespace')}/{subject.get('name')} is missing"
+                    )
+        if kind == "ValidatingAdmissionPolicyBinding" and not exists(
+            "ValidatingAdmissionPolicy", "", str(spec.get("policyName"))
+        ):
+            problems.append(f"{describe(obj)}: policy {spec.get('policyName')} is missing")
+        pod = _pod_spec(obj)
+        if pod is not None:
+            namespace = (obj.get("metadata") or {}).get("namespace", "")
+            account = pod.get("serviceAccountName", "default")
+            if not exists("ServiceAccount", namespace, account):
+                problems.append(f"{describe(obj)}: ServiceAccount {account} is missing")
+            template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
+            selector = (spec.get("selector") or {}).get("matchLabels") or {}
+            if not _labels_match(selector, template_labels or {}):
+                problems.append(f"{describe(obj)}: selector does not match the pod template")
+            for volume in pod.get("volumes") or []:
+                cm = (volume.get("configMap") or {}).get("name")
+                if cm and not exists("ConfigMap", namespace, cm):
+                    problems.append(f"{describe(obj)}: ConfigMap {cm} is missing")
+            for container in pod.get("containers") or []:
+                for arg in container.get("args") or []:
+                    if str(arg).startswith("--config-map="):
+                        cm = str(arg).split("=", 1)[1]
+                        if not exists("ConfigMap", namespace, cm):
+                            problems.append(f"{describe(obj)}: ConfigMap {cm} is missing")
+        if kind in {"Service", "PodDisruptionBudget"}:
+            selector = spec.get("selector") or {}
+            selector = selector.get("matchLabels", selector) if kind != "Service" else selector
+            namespace = (obj.get("metadata") or {}).get("namespace", "")
+            pods = [
+                o
+                for o in objects
+                if _pod_spec(o) is not None
+                and (o.get("metadata") or {}).get("namespace") == namespace
+                and _labels_match(
+                    selector,
+                    (((o.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+                        "labels"
+                    )
+                    or {},
+                )
+            ]
+            if not pods:
+                problems.append(f"{describe(obj)}: selector matches no workload in the bundle")
+    return problems
+
+
+def check_objects(objects: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
+    """Every offline problem with a rendered bundle."""
+    problems: list[str] = []
+    for obj in objects:
+        problems += schema_problems(obj, version)
+        if obj.get("kind") == "CustomResourceDefinition":
+            problems += structural_problems(obj)
+        problems += cel_problems(obj)
+    problems += reference_problems(objects)
+    return problems
+
+
+#: The built-in resources the bundle creates: (group, version, kind, plural, namespaced). The
+#: test API server serves only what the project's code uses; these are added for the dry run.
+BUILTIN_RESOURCES = (
+    ("", "v1", "Namespace", "namespaces", False),
+    ("", "v1", "ServiceAccount", "serviceaccounts", True),
+    ("", "v1", "ConfigMap", "configmaps", True),
+    ("", "v1", "Service", "services", True),
+    ("apps", "v1", "DaemonSet", "daemonsets", True),
+    ("apps", "v1", "Deployment", "deployments", True),
+    ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        False,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        False,
+    ),
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False),
+)
+
+
+def serve_builtin_kinds(server: Any) -> None:
+    """Register the bundle's built-in kinds on a ``tests.apiserver.ApiServer`` lacking them."""
+    from tests.apiserver.resources import ResourceType  # noqa: PLC0415 (test tooling only)
+
+    for group, version, kind, plural, namespaced in BUILTIN_RESOURCES:
+        if server.registry.find(group, version, plural) is None:
+            server.registry.register(
+                ResourceType(
+                    group=group,
+                    versions=(version,),
+                    storage_version=version,
+                    kind=kind,
+                    plural=plural,
+                    singular=kind.lower(),
+                    namespaced=namespaced,
+                )
+            )
+
+
+def applied_name(obj: Mapping[str, Any]) -> str:
+    """How ``kubectl apply -o name`` names an object: ``deployment.apps/aim-matcher``."""
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    kind = str(obj.get("kind", "")).lower()
+    return (
+        f"{kind}.{group}/{obj['metadata']['name']}"
+        if group
+        else f"{kind}/{obj['metadata']['name']}"
+    )
+
+
+def client_dry_run(path: Path, kubeconfig: Path) -> list[str]:
+    """Problems of ``kubectl apply -k <path> --dry-run=client -o name`` on an API server.
+
+    Besides kubectl's own errors, every rendered object must be named in its output.
+    """
+    result = subprocess.run(
+        [
+            "kubectl",
+            "apply",
+            "-k",
+            str(path),
+            "--dry-run=client",
+            "-o",
+            "name",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        return [f"kubectl apply -k {path} --dry-run=client: {result.stderr.strip()}"]
+    printed = set(result.stdout.split())
+    return [
+        f"kubectl apply -k {path} --dry-run=client: {applied_name(obj)} not applied"
+        for obj in render(path)
+        if applied_name(obj) not in printed
+    ]
+
+
+def dry_run_on_test_server(paths: list[Path]) -> dict[Path, list[str]]:
+    """``client_dry_run`` for each path against a fresh in-process test API server."""
+    from tests.apiserver import ApiServer  # noqa: PLC0415 (test tooling only)
+
+    with tempfile.TemporaryDirectory() as tmp, ApiServer(crd_paths=[]) as server:
+        serve_builtin_kinds(server)
+        kubeconfig = server.write_kubeconfig(Path(tmp) / "kubeconfig")
+        return {path: client_dry_run(path, kubeconfig) for path in paths}
+
+
+def validate_variant(name: str, root: Path = ROOT, version: str = KUBERNETES_VERSION) -> Report:
+    path = root / VARIANTS[name]
+    try:
+        objects = render(path)
+    except RenderError as exc:
+        return Report(name, 0, (str(exc),))
+    return Report(name, len(objects), tuple(check_objects(objects, version)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--kubernetes-version",
+        default=KUBERNETES_VERSION,
+        help=f"Kubernetes release whose schemas to validate against (default {KUBERNETES_VERSION})",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=os.environ.get("AIM_TEST_KUBECONFIG") or None,
+        help="run the client dry run against this cluster instead of the test API server "
+        "(default: $AIM_TEST_KUBECONFIG)",
+    )
+    parser.add_argument(
+        "variants",
+        nargs="*",
+        metavar="VARIANT",
+        help=f"any of {', '.join(VARIANTS)} (default: all)",
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r} (choose from {', '.join(VARIANTS)})")
+    names = args.variants or list(VARIANTS)
+    paths = [ROOT / VARIANTS[name] for name in names]
+    if args.kubeconfig:
+        dry_runs = {path: client_dry_run(path, args.kubeconfig) for path in paths}
+        where = f"the cluster of {args.kubeconfig}"
+    else:
+        dry_runs = dry_run_on_test_server(paths)
+        where = "the test API server"
+    failed = False
+    for name, path in zip(names, paths, strict=True):
+        report = validate_variant(name, version=args.kubernetes_version)
+        problems = [*report.problems, *dry_runs[path]]
+        status = "FAILED" if problems else "ok"
+        print(
+            f"{name} ({VARIANTS[name]}): {report.objects} objects; Kubernetes "
+            f"{args.kubernetes_version} schemas, structural CRDs, CEL, references and "
+            f"kubectl apply --dry-run=client on {where}: {status}"
+        )
+        for problem in problems:
+            print(f"  {problem}")
+        failed = failed or bool(problems)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

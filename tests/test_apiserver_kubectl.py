@@ -1,0 +1,181 @@
+"""kubectl against the test API server: get (tables, -o yaml, selectors), apply (client-side),
+label, patch --subresource=status, CRD printer columns, CRDs registered at run time."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, project_crd_files
+
+TESTDATA = REPO / "tests" / "apiserver" / "testdata"
+WIDGETS = TESTDATA / "widgets.yaml"
+
+
+def write(tmp_path, name: str, text: str):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def header(out: str) -> list[str]:
+    return out.splitlines()[0].split()
+
+
+@pytest.fixture
+def widgets(kube):
+    kube.apply_crds([WIDGETS])
+    return kube
+
+
+WIDGET = """\
+    apiVersion: test.aim.dev/v1alpha1
+    kind: Widget
+    metadata:
+      name: w1
+    spec:
+      size: {size}
+      model: MI300X
+    """
+
+
+def test_get_nodes_table_and_label_selector(kube, tmp_path):
+    nodes = """\
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: v1
+          kind: Node
+          metadata: {name: gpu-1, labels: {feature.node.kubernetes.io/aim-accelerator.MI300X: "8"}}
+          status: {conditions: [{type: Ready, status: "True"}], nodeInfo: {kubeletVersion: v1.32.1}}
+        - apiVersion: v1
+          kind: Node
+          metadata: {name: cpu-1, labels: {node-role.kubernetes.io/worker: ""}}
+        """
+    kube.kubectl("apply", "-f", write(tmp_path, "nodes.yaml", nodes))
+    out = kube.kubectl("get", "nodes").stdout
+    assert header(out) == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows["gpu-1"][1:3] == ["Ready", "<none>"]
+    assert rows["gpu-1"][4] == "v1.32.1"
+    assert rows["cpu-1"][1:3] == ["Unknown", "worker"]
+    out = kube.kubectl(
+        "get", "nodes", "-l", "feature.node.kubernetes.io/aim-accelerator.MI300X", "-o", "name"
+    ).stdout
+    assert out.split() == ["node/gpu-1"]
+    out = kube.kubectl(
+        "get", "nodes", "-l", "!feature.node.kubernetes.io/aim-accelerator.MI300X", "-o", "name"
+    ).stdout
+    assert out.split() == ["node/cpu-1"]
+
+
+def test_get_o_yaml_and_label(kube):
+    kube.kubectl("create", "configmap", "cfg", "--from-literal=a=1")
+    kube.kubectl("label", "configmap", "cfg", "tier=gpu")
+    kube.kubectl("label", "configmap", "cfg", "tier=cpu", "--overwrite")
+    obj = yaml.safe_load(kube.kubectl("get", "configmap", "cfg", "-o", "yaml").stdout)
+    assert obj["data"] == {"a": "1"}
+    assert obj["metadata"]["labels"] == {"tier": "cpu"}
+    assert obj["metadata"]["uid"]
+    assert obj["metadata"]["resourceVersion"]
+    kube.kubectl("label", "configmap", "cfg", "tier-")
+    obj = yaml.safe_load(kube.kubectl("get", "configmap", "cfg", "-o", "yaml").stdout)
+    assert not obj["metadata"].get("labels")
+    assert header(kube.kubectl("get", "cm", "cfg").stdout) == ["NAME", "DATA", "AGE"]
+
+
+def test_apply_custom_resource_twice(widgets, tmp_path):
+    kube = widgets
+    out = kube.kubectl("apply", "-f", write(tmp_path, "w.yaml", WIDGET.format(size=3))).stdout
+    assert "widget.test.aim.dev/w1 created" in out
+    out = kube.kubectl("apply", "-f", write(tmp_path, "w.yaml", WIDGET.format(size=4))).stdout
+    assert "widget.test.aim.dev/w1 configured" in out
+    out = kube.kubectl("apply", "-f", write(tmp_path, "w.yaml", WIDGET.format(size=4))).stdout
+    assert "widget.test.aim.dev/w1 unchanged" in out
+    obj = yaml.safe_load(kube.kubectl("get", "widget", "w1", "-o", "yaml").stdout)
+    assert obj["spec"]["size"] == 4
+    assert obj["metadata"]["generation"] == 2
+    assert "kubectl.kubernetes.io/last-applied-configuration" in obj["metadata"]["annotations"]
+
+
+def test_apply_reports_validation_errors(widgets, tmp_path):
+    proc = widgets.kubectl(
+        "apply", "-f", write(tmp_path, "w.yaml", WIDGET.format(size=500)), check=False
+    )
+    assert proc.returncode != 0
+    assert "spec.size" in proc.stderr
+    assert "less than or equal to 100" in proc.stderr
+    bad = WIDGET.format(size=1) + "  bogus: 1\n"
+    proc = widgets.kubectl("apply", "-f", write(tmp_path, "b.yaml", bad), check=False)
+    assert proc.returncode != 0
+    assert 'unknown field "spec.bogus"' in proc.stderr
+
+
+def test_patch_status_subresource_and_printer_columns(widgets, tmp_path):
+    kube = widgets
+    kube.kubectl("apply", "-f", write(tmp_path, "w.yaml", WIDGET.format(size=3)))
+    out = kube.kubectl("get", "widgets").stdout
+    assert header(out) == ["NAME", "SIZE", "COLOR", "PHASE", "AGE"]
+    kube.kubectl(
+        "patch",
+        "widget",
+        "w1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Ready"}}',
+    )
+    row = kube.kubectl("get", "wd", "w1", "--no-headers").stdout.split()
+    assert row[:4] == ["w1", "3", "green", "Ready"]
+    assert row[4].endswith("s")  # an age such as 0s, from the date column
+    # main-resource patches cannot touch status
+    kube.kubectl(
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Failed"},"spec":{"size":5}}',
+    )
+    assert kube.kubectl("get", "aimtest", "--no-headers").stdout.split()[:4] == [
+        "widget.test.aim.dev/w1",
+        "5",
+        "green",
+        "Ready",
+    ]
+
+
+def test_crd_applied_at_run_time(kube, tmp_path):
+    kube.kubectl("apply", "-f", str(WIDGETS))
+    if kube.server is None:
+        kube.kubectl("wait", "--for=condition=Established", "crd/widgets.test.aim.dev")
+    kube.kubectl("apply", "-f", write(tmp_path, "w.yaml", WIDGET.format(size=2)))
+    assert kube.kubectl("get", "wd", "-o", "name").stdout.split() == ["widget.test.aim.dev/w1"]
+    kube.kubectl("delete", "widget", "w1")
+    assert "No resources found" in kube.kubectl("get", "widgets").stderr
+
+
+def test_project_crd_printer_columns(kube, tmp_path):
+    if not project_crd_files():
+        pytest.skip("daemonset/crds has no CRDs yet")
+    kube.apply_crds()
+    profile = """\
+        apiVersion: aim.eai.amd.com/v1alpha2
+        kind: AIMClusterProfile
+        metadata: {name: p1}
+        spec:
+          aimId: qwen/qwen3-32b
+          image: registry.example.com/aim/qwen3:0.8.5
+          metric: latency
+          precision: fp8
+          acceleratorModel: MI300X
+          acceleratorType: gpu
+          acceleratorCount: 1
+        """
+    kube.kubectl("apply", "-f", write(tmp_path, "p.yaml", profile))
+    out = kube.kubectl("get", "aimclusterprofiles").stdout
+    cols = out.splitlines()[0]
+    assert cols.split()[:3] == ["NAME", "AIM", "ID"]
+    assert "qwen/qwen3-32b" in out.splitlines()[1]

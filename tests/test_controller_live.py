@@ -1,0 +1,378 @@
+"""The controller in-process against the test API server: real HTTP, the real client.
+
+Each test starts a controller in threads with a short lease and back-off, changes Nodes,
+profiles or the ConfigMap through the API, and polls the profiles' status with a deadline.
+Writes are counted in the server's request log.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.controller_support import (
+    GROUP,
+    MI300X,
+    MI325X,
+    MI355X,
+    VERSION,
+    cluster_profile,
+    cluster_status,
+    create_cluster_profile,
+    create_node,
+    node_obj,
+    phase,
+    start_controller,
+    status_writes,
+    wait_for,
+    wait_phases,
+    writes_at_least,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def apis(kube):
+    api = kube.api_client()
+    return client.CoreV1Api(api), client.CustomObjectsApi(api)
+
+
+@pytest.fixture
+def world(kube, apis):
+    """Three GPU nodes and five profiles, one per situation."""
+    core, custom = apis
+    create_node(core, node_obj("mi300x-0", {MI300X: "8"}))
+    create_node(core, node_obj("mi300x-1", {MI300X: "8"}))
+    create_node(core, node_obj("mi325x-0", {MI325X: "8"}))
+    create_node(core, node_obj("cpu-0", gpus=0))
+    for obj in (
+        cluster_profile("mi300x-1", "MI300X", 1),
+        cluster_profile("mi300x-8", "MI300X", 8),
+        cluster_profile("mi325x-1", "MI325X", 1),
+        cluster_profile("mi355x-1", "MI355X", 1),
+        cluster_profile("cpu-only", None),
+    ):
+        create_cluster_profile(custom, obj)
+    return {
+        "mi300x-1": "Ready",
+        "mi300x-8": "Ready",
+        "mi325x-1": "Ready",
+        "mi355x-1": "NotAvailable",
+        "cpu-only": "Ready",
+    }
+
+
+@pytest.fixture
+def controller(kube, world):
+    c = start_controller(kube)
+    yield c
+    c.stop()
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_first_statuses_metrics_and_probes(kube, apis, world, controller):
+    _, custom = apis
+    wait_phases(custom, world)
+    status = cluster_status(custom, "mi300x-1")
+    assert status["matchingNodes"] == 2
+    assert status["hardwareSummary"] == "1 x MI300X"
+    not_available = cluster_status(custom, "mi355x-1")["conditions"][0]["message"]
+    assert "MI300X (2 nodes)" in not_available
+    assert controller.health is not None
+    base = f"http://127.0.0.1:{controller.health.port}"
+    assert _get(base + "/readyz") == (200, "ok\n")
+    assert _get(base + "/healthz")[0] == 200
+    wait_for(lambda: 'aim_matcher_profiles{status="Ready"} 4.0' in _get(base + "/metrics")[1])
+    metrics = _get(base + "/metrics")[1]
+    for name in (
+        "aim_matcher_reconcile_duration_seconds_count",
+        "aim_matcher_queue_depth",
+        'aim_matcher_status_writes_total{result="ok"}',
+        "aim_matcher_is_leader 1.0",
+        'aim_matcher_profiles{status="NotAvailable"} 1.0',
+    ):
+        assert name in metrics
+    # Exactly one write per profile: nothing is written twice for the same status.
+    assert writes_at_least(kube.server, len(world)) == len(world)
+
+
+def test_label_and_capacity_changes_flip_only_affected_profiles(kube, apis, world, controller):
+    core, custom = apis
+    wait_phases(custom, world)
+    kube.server.requests.clear()
+
+    core.patch_node("mi325x-0", {"metadata": {"labels": {MI355X: "8"}}})
+    wait_for(lambda: phase(custom, "mi355x-1") == "Ready", timeout=1.0, what="MI355X Ready")
+    core.patch_node("mi325x-0", {"metadata": {"labels": {MI355X: None}}})
+    wait_for(lambda: phase(custom, "mi355x-1") == "NotAvailable", timeout=1.0, what="MI355X gone")
+    # Losing GPU capacity: 4 GPUs left on one MI300X node, 8 still on the other.
+    core.patch_node_status("mi300x-0", {"status": {"allocatable": {"amd.com/gpu": "4"}}})
+    wait_for(
+        lambda: cluster_status(custom, "mi300x-8").get("matchingNodes") == 1,
+        timeout=1.0,
+        what="mi300x-8 down to one node",
+    )
+    core.patch_node_status("mi300x-1", {"status": {"allocatable": {"amd.com/gpu": "4"}}})
+    wait_for(lambda: phase(custom, "mi300x-8") == "NotAvailable", timeout=1.0, what="mi300x-8")
+    # Profiles no change could reach were not written.
+    assert status_writes(kube.server, "mi325x-1") == 0
+    assert status_writes(kube.server, "cpu-only") == 0
+    # mi300x-1 is still Ready, only its message moved with the capacity.
+    assert phase(custom, "mi300x-1") == "Ready"
+
+
+def test_cordon_flips_a_profile_whose_only_node_it_was(kube, apis, world, controller):
+    core, custom = apis
+    wait_phases(custom, world)
+    core.patch_node("mi325x-0", {"spec": {"unschedulable": True}})
+    wait_for(lambda: phase(custom, "mi325x-1") == "NotAvailable", timeout=1.0, what="cordon")
+    message = cluster_status(custom, "mi325x-1")["conditions"][0]["message"]
+    assert "cordoned" in message
+    core.patch_node("mi325x-0", {"spec": {"unschedulable": None}})
+    wait_for(lambda: phase(custom, "mi325x-1") == "Ready", timeout=1.0, what="uncordon")
+
+    # Each flip between Ready and NotAvailable is an Event on the profile.
+    def reasons() -> list[str]:
+        events = core.list_namespaced_event("default").items
+        return sorted(e.reason for e in events if e.involved_object.name == "mi325x-1")
+
+    wait_for(lambda: len(reasons()) == 2, what="two events")
+    assert reasons() == ["HardwareAvailable", "HardwareNotAvailable"]
+
+
+def test_a_thousand_heartbeats_write_nothing(kube, apis, world, controller):
+    core, custom = apis
+    wait_phases(custom, world)
+    kube.server.requests.clear()
+    names = ["mi300x-0", "mi300x-1", "mi325x-0", "cpu-0"]
+    for i in range(1000):
+        stamp = f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z"
+        core.patch_node_status(
+            names[i % 4],
+            {
+                "status": {
+                    "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": stamp}]
+                }
+            },
+        )
+    # A barrier: one real change after the heartbeats, so the controller has seen them all
+    # when its write lands.
+    core.patch_node("mi325x-0", {"metadata": {"labels": {MI355X: "8"}}})
+    wait_for(lambda: phase(custom, "mi355x-1") == "Ready", what="barrier write")
+    assert writes_at_least(kube.server, 1) == 1
+    assert kube.server.requests.count(verb="patch", path_contains="/nodes/") == 1001
+
+
+def test_config_change_reevaluates_everything_and_a_bad_config_keeps_the_last_good(
+    kube, apis, world, controller
+):
+    core, custom = apis
+    wait_phases(custom, world)
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "aim-matcher-config", "namespace": "default"},
+        "data": {"gpuResourceName": "amd.com/cpx_nps4"},
+    }
+    core.create_namespaced_config_map("default", config)
+    gone = {
+        **world,
+        "mi300x-1": "NotAvailable",
+        "mi300x-8": "NotAvailable",
+        "mi325x-1": "NotAvailable",
+    }
+    wait_phases(custom, gone)
+    requests = cluster_status(custom, "mi300x-1")["resources"]["requests"]
+    assert requests == {"amd.com/cpx_nps4": "1"}
+
+    core.patch_namespaced_config_map(
+        "aim-matcher-config",
+        "default",
+        {"data": {"gpuResourceName": "amd.com/gpu", "countUnschedulable": "yes"}},
+    )
+    wait_for(lambda: controller.config_error, what="config error")
+    assert "data.countUnschedulable" in controller.config_error
+    assert not controller.ready()
+    assert phase(custom, "mi300x-1") == "NotAvailable"  # the last good config still holds
+
+    core.delete_namespaced_config_map("aim-matcher-config", "default")
+    wait_phases(custom, world)
+    assert controller.ready()
+
+
+def test_profile_spec_change_and_delete(kube, apis, world, controller):
+    _, custom = apis
+    wait_phases(custom, world)
+    custom.patch_cluster_custom_object(
+        GROUP, VERSION, "aimclusterprofiles", "mi325x-1", {"spec": {"acceleratorCount": 16}}
+    )
+    wait_for(lambda: phase(custom, "mi325x-1") == "NotAvailable", what="spec change")
+    status = cluster_status(custom, "mi325x-1")
+    assert status["observedGeneration"] == 2
+    assert "nearest is mi325x-0" in status["conditions"][0]["message"]
+    custom.delete_cluster_custom_object(GROUP, VERSION, "aimclusterprofiles", "mi325x-1")
+    wait_for(lambda: ("", "mi325x-1") not in {(k.namespace, k.name) for k in controller.statuses()})
+
+
+def test_namespaced_profiles_in_configured_namespaces_only(kube, apis, world):
+    core, custom = apis
+
+    def ns_profile(ns: str) -> dict[str, Any]:
+        obj = cluster_profile("team-mi300x", "MI300X", 2)
+        obj["kind"] = "AIMProfile"
+        obj["metadata"]["namespace"] = ns
+        return obj
+
+    for ns in ("team-a", "team-b"):
+        core.create_namespace({"metadata": {"name": ns}})
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "aimprofiles", ns_profile(ns))
+    c = start_controller(kube, profile_namespaces=("team-a",))
+    try:
+        wait_for(
+            lambda: (
+                custom.get_namespaced_custom_object(
+                    GROUP, VERSION, "team-a", "aimprofiles", "team-mi300x"
+                )
+                .get("status", {})
+                .get("status")
+                == "Ready"
+            ),
+            what="team-a profile Ready",
+        )
+        wait_phases(custom, world)
+        other = custom.get_namespaced_custom_object(
+            GROUP, VERSION, "team-b", "aimprofiles", "team-mi300x"
+        )
+        assert other.get("status", {}).get("status") in (None, "Pending")
+    finally:
+        c.stop()
+
+
+def test_two_replicas_one_writes_and_the_other_takes_over(kube, apis, world):
+    core, custom = apis
+    a = start_controller(kube, identity="matcher-a")
+    b = start_controller(kube, identity="matcher-b")
+    try:
+        leader, follower = wait_for(
+            lambda: (a, b) if a.is_leader() else ((b, a) if b.is_leader() else None),
+            what="a leader",
+        )
+        wait_phases(custom, world)
+        assert follower.wait_synced(5)  # the follower's caches are warm
+        lead_id, follow_id = leader.settings.identity, follower.settings.identity
+        assert writes_at_least(kube.server, len(world), agent=lead_id) == len(world)
+        assert status_writes(kube.server, agent=follow_id) == 0
+
+        # The leader dies without releasing the lease.
+        leader.stop(release=False)
+        core.patch_node("mi325x-0", {"metadata": {"labels": {MI355X: "8"}}})
+        wait_for(follower.is_leader, timeout=4.0, what="takeover within the lease duration")
+        wait_for(lambda: phase(custom, "mi355x-1") == "Ready", timeout=3.0, what="write")
+        # Nothing lost (the change made while nobody led was written) and nothing doubled.
+        assert writes_at_least(kube.server, 2, name="mi355x-1") == 2
+        assert writes_at_least(kube.server, 1, agent=follow_id) == 1
+        lease = client.CoordinationV1Api(kube.api_client()).read_namespaced_lease(
+            "aim-matcher", "default"
+        )
+        assert lease.spec.holder_identity == follow_id
+        assert lease.spec.lease_transitions >= 1
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_graceful_stop_releases_the_lease_for_an_immediate_takeover(kube, apis, world):
+    a = start_controller(kube, identity="matcher-a", lease_duration=30.0, renew_deadline=20.0)
+    wait_for(a.is_leader, what="a leads")
+    b = start_controller(kube, identity="matcher-b", lease_duration=30.0, renew_deadline=20.0)
+    try:
+        assert b.wait_synced(5)
+        a.stop(release=True)
+        # Far sooner than the 30 s lease: the holder was cleared.
+        wait_for(b.is_leader, timeout=3.0, what="takeover after release")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_leader_that_cannot_renew_stops_writing(kube, apis, world, controller):
+    core, custom = apis
+    wait_phases(custom, world)
+    assert controller.is_leader()
+    kube.server.faults.fail_ratio(1.0, code=500, path_contains="/leases")
+    wait_for(lambda: not controller.is_leader(), timeout=3.0, what="leadership lost")
+    kube.server.requests.clear()
+    core.patch_node("mi325x-0", {"metadata": {"labels": {MI355X: "8"}}})
+    # Once the change is in the cache and the queue is drained, a leader would have written.
+    wait_for(lambda: MI355X in controller.node("mi325x-0").labels, what="change seen")
+    wait_for(lambda: len(controller.queue) == 0, what="queue drained")
+    assert status_writes(kube.server) == 0
+    assert phase(custom, "mi355x-1") == "NotAvailable"
+    kube.server.faults.clear()
+    wait_for(controller.is_leader, timeout=5.0, what="leadership regained")
+    wait_for(lambda: phase(custom, "mi355x-1") == "Ready", what="write after regaining")
+
+
+def test_api_faults_then_convergence(kube, apis, world, controller):
+    core, custom = apis
+    wait_phases(custom, world)
+    faults = kube.server.faults
+    faults.fail_ratio(0.3, code=500)
+    faults.fail_ratio(0.2, code=429, retry_after=0.05)
+    faults.fail_ratio(0.1, drop_connection=True)
+    expected = dict(world)
+    for i in range(6):
+        labels = {MI355X: "8"} if i % 2 == 0 else {MI355X: None}
+        _retry(lambda labels=labels: core.patch_node("cpu-0", {"metadata": {"labels": labels}}))
+        faults.end_watches()
+        if i == 3:
+            faults.expire_resource_versions()
+    _retry(lambda: core.patch_node("mi325x-0", {"spec": {"unschedulable": True}}))
+    expected["mi325x-1"] = "NotAvailable"
+    faults.expire_resource_versions()
+    faults.end_watches()
+    faults.clear()
+    wait_phases(custom, expected, timeout=15)
+    assert cluster_status(custom, "mi300x-1")["matchingNodes"] == 2
+
+
+def test_degraded_while_nodes_cannot_be_listed_then_recovers(kube, apis, world, controller):
+    _, custom = apis
+    wait_phases(custom, world)
+    kube.server.faults.fail_ratio(1.0, code=503, path_contains="/api/v1/nodes")
+    kube.server.faults.end_watches()
+    degraded = {
+        **world,
+        "mi300x-1": "Degraded",
+        "mi300x-8": "Degraded",
+        "mi325x-1": "Degraded",
+        "mi355x-1": "Degraded",
+    }
+    wait_phases(custom, degraded, timeout=10)
+    message = cluster_status(custom, "mi300x-1")["conditions"][0]["message"]
+    assert "cannot list or watch nodes" in message
+    assert "503" in message
+    kube.server.faults.clear()
+    wait_phases(custom, world, timeout=10)
+    assert controller.nodes_error is None
+
+
+def _retry(call: Any, attempts: int = 50) -> Any:
+    """Test-side writes during fault injection: retry until one gets through."""
+    for _ in range(attempts - 1):
+        try:
+            return call()
+        except Exception:  # the faults are the point
+            continue
+    return call()

@@ -1,0 +1,366 @@
+"""The agent's cycle and loop with the real probes on fixture host trees.
+
+The host under the agent changes between cycles the way a real one would look different: a
+symlink ``host`` points at one fixture tree, then at another (GPUs pulled, a container that
+cannot read the KFD topology, ...). The agent always probes ``host/sys`` and ``host/proc``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from kubernetes import client
+
+from detector.agent import Agent, CycleReport, Reading, host_probes
+from detector.facts import CPU_SOURCE, GPU_SOURCE, ProbeError
+from detector.labels import OWNED_LABELS_ANNOTATION
+from detector.metrics import Health, Metrics, MetricsServer
+from detector.probes.roots import HostRoots
+from detector.publish.nfd import FILE_NAME, NfdPublisher
+from detector.publish.node import Backoff, NodePublisher
+from tests.hosttrees import build_host, expected_labels
+
+CPX_HOST = "mi300x-8-cpx-nps4"
+NO_GPU_HOST = "epyc-zen4-2s"  # same CPUs as CPX_HOST, GPUs gone
+BLIND_HOST = "kfd-eperm-container"  # the GPU probe fails: it cannot see the GPUs
+FOREIGN = {"kubernetes.io/hostname": "gpu-1", "nvidia.com/gpu.present": "false"}
+
+
+class Host:
+    """A host root whose contents can be swapped for another fixture between cycles."""
+
+    def __init__(self, tmp_path, trees, name):
+        self._trees = trees
+        self.root = tmp_path / "host"
+        self.roots = HostRoots.from_host_root(self.root)
+        self.become(name)
+
+    def become(self, name):
+        tmp = self.root.with_name("host.new")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(self._trees[name])
+        tmp.replace(self.root)
+
+
+def gpu_only(labels):
+    return {k: v for k, v in labels.items() if "EPYC" not in k}
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory):
+    """The fixture trees, built once: the probes only read them."""
+    base = tmp_path_factory.mktemp("trees")
+    return {name: build_host(base, name) for name in (CPX_HOST, NO_GPU_HOST, BLIND_HOST)}
+
+
+@pytest.fixture
+def host(tmp_path, trees):
+    return Host(tmp_path, trees, CPX_HOST)
+
+
+def sample(agent, name, **labels):
+    return agent.metrics.registry.get_sample_value(name, labels)
+
+
+def make_agent(host, publisher, **kwargs):
+    return Agent(host_probes(host.roots, "sysfs"), publisher, **kwargs)
+
+
+# --- NFD mode, no cluster --------------------------------------------------------------------
+
+
+def test_nfd_mode_publishes_the_fixture_labels_and_rewrites_nothing_when_unchanged(tmp_path, host):
+    features = tmp_path / "features.d"
+    agent = make_agent(host, NfdPublisher(features))
+    report = agent.run_cycle()
+    assert report.ok
+    assert report.wrote
+    assert NfdPublisher(features).read() == expected_labels(CPX_HOST)
+    assert report.readings[GPU_SOURCE].devices == {"MI300X": 8}
+    assert not agent.run_cycle().wrote
+
+
+def test_nfd_mode_removes_gone_gpus_after_two_cycles(tmp_path, host):
+    features = tmp_path / "features.d"
+    agent = make_agent(host, NfdPublisher(features))
+    agent.run_cycle()
+    host.become(NO_GPU_HOST)
+    first = agent.run_cycle()
+    assert not first.wrote, "one probe without the GPUs changes nothing"
+    assert set(first.decision.pending_removal) == set(gpu_only(expected_labels(CPX_HOST)))
+    assert agent.run_cycle().wrote
+    assert NfdPublisher(features).read() == expected_labels(NO_GPU_HOST)
+
+
+def test_restart_in_nfd_mode_keeps_labels_when_the_first_probe_fails(tmp_path, host):
+    features = tmp_path / "features.d"
+    make_agent(host, NfdPublisher(features)).run_cycle()
+    host.become(BLIND_HOST)
+    restarted = make_agent(host, NfdPublisher(features))
+    report = restarted.run_cycle()
+    assert not report.ok
+    assert GPU_SOURCE in report.errors
+    assert NfdPublisher(features).read() == expected_labels(CPX_HOST)
+
+
+# --- node mode against the API ---------------------------------------------------------------
+
+FAST = Backoff(attempts=3, base=0.01, cap=0.02)
+
+
+@pytest.fixture
+def node(kube):
+    api = kube.api_client()
+    name = kube.unique("gpu-node")
+    body = client.V1Node(metadata=client.V1ObjectMeta(name=name, labels=dict(FOREIGN)))
+    client.CoreV1Api(api).create_node(body)
+    yield api, name
+    client.CoreV1Api(api).delete_node(name)
+
+
+def node_labels(api, name):
+    meta = client.CoreV1Api(api).read_node(name).metadata
+    assert meta is not None
+    return dict(meta.labels or {}), dict(meta.annotations or {})
+
+
+def patch_count(kube, name):
+    return kube.require_server().requests.count(verb="patch", path_contains=f"/nodes/{name}")
+
+
+def settled_patch_count(kube, name, expect):
+    deadline = time.monotonic() + 5
+    while patch_count(kube, name) < expect and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return patch_count(kube, name)
+
+
+@pytest.mark.cluster
+def test_node_mode_full_story(kube, host, node):
+    """Labels appear; unchanged cycles write nothing; a blind probe changes nothing; gone GPUs
+    go after two cycles; foreign labels stay throughout."""
+    api, name = node
+    agent = make_agent(host, NodePublisher(api, name, backoff=FAST))
+
+    assert agent.run_cycle().wrote
+    labels, annotations = node_labels(api, name)
+    assert labels == {**FOREIGN, **expected_labels(CPX_HOST)}
+    assert annotations[OWNED_LABELS_ANNOTATION] == ",".join(sorted(expected_labels(CPX_HOST)))
+
+    if kube.server is not None:
+        writes = settled_patch_count(kube, name, 1)
+        for _ in range(5):
+            assert not agent.run_cycle().wrote
+        assert patch_count(kube, name) == writes
+
+    host.become(BLIND_HOST)
+    for _ in range(3):
+        report = agent.run_cycle()
+        assert GPU_SOURCE in report.errors
+        assert not report.wrote
+    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
+
+    host.become(NO_GPU_HOST)
+    assert not agent.run_cycle().wrote
+    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
+    report = agent.run_cycle()
+    assert report.wrote
+    assert report.ok
+    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(NO_GPU_HOST)}
+
+
+@pytest.mark.cluster
+def test_node_mode_restart_reads_the_annotation(kube, host, node):
+    api, name = node
+    make_agent(host, NodePublisher(api, name, backoff=FAST)).run_cycle()
+    host.become(BLIND_HOST)
+    restarted = make_agent(host, NodePublisher(api, name, backoff=FAST))
+    assert not restarted.run_cycle().wrote
+    host.become(NO_GPU_HOST)
+    restarted.run_cycle()
+    restarted.run_cycle()
+    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(NO_GPU_HOST)}
+
+
+@pytest.mark.cluster
+def test_node_mode_api_outage_then_recovery(kube, host, node):
+    api, name = node
+    srv = kube.require_server()
+    agent = make_agent(host, NodePublisher(api, name, backoff=FAST))
+    srv.faults.fail_next(100, code=503, verb="get")
+    report = agent.run_cycle()
+    assert report.publish_error is not None
+    assert "503" in report.publish_error
+    assert sample(agent, "aim_detector_label_writes_total", result="error") == 1
+    srv.faults.clear()
+    report = agent.run_cycle()
+    assert report.ok
+    assert report.wrote
+    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
+
+
+@pytest.mark.cluster
+def test_node_mode_cleanup_removes_only_ours(kube, host, node):
+    api, name = node
+    agent = make_agent(host, NodePublisher(api, name, backoff=FAST))
+    agent.run_cycle()
+    assert agent.cleanup() is True
+    labels, annotations = node_labels(api, name)
+    assert labels == FOREIGN
+    assert OWNED_LABELS_ANNOTATION not in annotations
+
+
+# --- probe timeouts and the loop ------------------------------------------------------------
+
+
+def test_a_hung_probe_times_out_and_keeps_its_labels(tmp_path, host):
+    real = host_probes(host.roots, "sysfs")
+    release = threading.Event()
+    hang = {"on": False}
+
+    def gpu() -> Reading:
+        if hang["on"]:
+            release.wait(30)
+        return real[GPU_SOURCE]()
+
+    features = tmp_path / "features.d"
+    agent = Agent(
+        {GPU_SOURCE: gpu, CPU_SOURCE: real[CPU_SOURCE]}, NfdPublisher(features), probe_timeout=0.2
+    )
+    agent.run_cycle()
+    hang["on"] = True
+    report = agent.run_cycle()
+    assert report.errors[GPU_SOURCE].startswith("no answer within 0.2s")
+    again = agent.run_cycle()
+    assert again.errors[GPU_SOURCE] == "the previous probe is still running"
+    assert NfdPublisher(features).read() == expected_labels(CPX_HOST)
+    assert sample(agent, "aim_detector_probe_errors_total", source="gpu", reason="timeout") == 2
+    hang["on"] = False
+    release.set()
+    deadline = time.monotonic() + 5
+    while not agent.run_cycle().ok and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert agent.run_cycle().ok
+
+
+def test_a_probe_exception_is_a_failed_probe(tmp_path, host):
+    def broken() -> Reading:
+        raise ProbeError(GPU_SOURCE, "amdsmi_init failed")
+
+    real = host_probes(host.roots, "sysfs")
+    agent = Agent({GPU_SOURCE: broken, CPU_SOURCE: real[CPU_SOURCE]}, None)
+    report = agent.run_cycle()
+    assert report.errors == {GPU_SOURCE: "gpu: amdsmi_init failed"}
+    assert report.decision is not None
+    assert report.decision.labels == {
+        k: v for k, v in expected_labels(CPX_HOST).items() if "EPYC" in k
+    }
+    assert sample(agent, "aim_detector_probe_errors_total", source="gpu", reason="error") == 1
+
+
+def test_loop_runs_until_stopped(tmp_path, host):
+    agent = make_agent(host, NfdPublisher(tmp_path / "features.d"))
+    stop = threading.Event()
+    reports: list[CycleReport] = []
+
+    def on_cycle(report):
+        reports.append(report)
+        if len(reports) == 3:
+            stop.set()
+
+    thread = threading.Thread(
+        target=agent.run_loop, args=(stop, 0.01, 0.1), kwargs={"on_cycle": on_cycle}, daemon=True
+    )
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(reports) == 3
+    assert all(r.ok for r in reports)
+    assert agent.health.liveness() == (False, "the loop has stopped")
+
+
+def test_stop_ends_a_long_wait_at_once(tmp_path, host):
+    agent = make_agent(host, NfdPublisher(tmp_path / "features.d"))
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run_loop, args=(stop, 3600.0), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "features.d" / FILE_NAME).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive(), "the loop waits on the stop event, not in time.sleep"
+
+
+# --- metrics and health endpoints -------------------------------------------------------------
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_metrics_and_health_endpoints(tmp_path, host):
+    metrics = Metrics()
+    health = Health(stall_after=3600)
+    server = MetricsServer(metrics, health, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        agent = make_agent(
+            host, NfdPublisher(tmp_path / "features.d"), metrics=metrics, health=health
+        )
+        assert get(base + "/healthz")[0] == 200
+        code, body = get(base + "/readyz")
+        assert code == 503
+        assert "no cycle" in body
+
+        agent.run_cycle()
+        assert get(base + "/readyz") == (200, "ok\n")
+        code, text = get(base + "/metrics")
+        assert code == 200
+        for line in (
+            'aim_detector_devices{model="MI300X",source="gpu"} 8.0',
+            'aim_detector_devices{model="EPYC_ZEN4",source="cpu"} 2.0',
+            'aim_detector_label_writes_total{result="success"} 1.0',
+            "aim_detector_healthy 1.0",
+            "aim_detector_labels 3.0",
+        ):
+            assert line in text
+        assert 'aim_detector_probe_duration_seconds_count{source="gpu"} 1.0' in text
+        assert 'aim_detector_last_good_probe_timestamp_seconds{source="cpu"}' in text
+
+        host.become(BLIND_HOST)
+        agent.run_cycle()
+        code, body = get(base + "/readyz")
+        assert code == 503
+        assert "gpu probe failed" in body
+        code, text = get(base + "/metrics")
+        assert 'aim_detector_probe_errors_total{reason="error",source="gpu"} 1.0' in text
+        assert "aim_detector_healthy 0.0" in text
+        assert 'aim_detector_devices{model="MI300X",source="gpu"} 8.0' in text, "last good kept"
+        assert get(base + "/healthz")[0] == 200
+        assert get(base + "/nope")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_liveness_fails_when_the_loop_stalls():
+    now = [0.0]
+    health = Health(stall_after=10, clock=lambda: now[0])
+    assert health.liveness()[0]
+    now[0] = 11
+    ok, reason = health.liveness()
+    assert not ok
+    assert "no cycle completed for 11s" in reason
+    health.cycle_done({}, None)
+    assert health.liveness()[0]
+    assert health.readiness() == (True, "ok")
+    health.cycle_done({}, "HTTP 403")
+    assert health.readiness() == (False, "publish failed: HTTP 403")

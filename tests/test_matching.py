@@ -1,0 +1,614 @@
+"""The matching core: resources, affinity, node matching, status and diagnostics."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from detector.labels import accelerator_label_key, partition_label_key
+from matcher.api.models import Phase, parse_profile
+from matcher.core.cluster import ClusterIndex
+from matcher.core.config import ConfigError, MatcherConfig
+from matcher.core.evaluate import (
+    evaluate,
+    is_cpu_only,
+    node_affinity,
+    required_label_key,
+    resolve_resources,
+)
+from matcher.core.nodes import NodeError, node_view
+from matcher.core.resources import image_version
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 27, 8, 0, 0, tzinfo=UTC)
+MI300X = accelerator_label_key("MI300X")
+
+
+def node_obj(
+    name: str,
+    accel: dict[str, str] | None = None,
+    allocatable: dict[str, str] | None = None,
+    *,
+    unschedulable: bool = False,
+    ready: bool = True,
+) -> dict[str, Any]:
+    """A Node as the API returns it (the fields that matter, shaped like the real thing)."""
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
+    labels.update({accelerator_label_key(k): v for k, v in (accel or {}).items()})
+    alloc = {"cpu": "190", "memory": "2063613Mi", "pods": "110", "ephemeral-storage": "3500Gi"}
+    alloc.update(allocatable or {})
+    spec: dict[str, Any] = {"providerID": f"metal://{name}"}
+    if unschedulable:
+        spec["unschedulable"] = True
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "resourceVersion": "1"},
+        "spec": spec,
+        "status": {
+            "allocatable": alloc,
+            "capacity": alloc,
+            "conditions": [
+                {
+                    "type": "MemoryPressure",
+                    "status": "False",
+                    "reason": "KubeletHasSufficientMemory",
+                },
+                {
+                    "type": "Ready",
+                    "status": "True" if ready else "Unknown",
+                    "reason": "KubeletReady" if ready else "NodeStatusUnknown",
+                },
+            ],
+        },
+    }
+
+
+def mi300x_node(name: str, gpus: str = "8", **kw: Any) -> dict[str, Any]:
+    return node_obj(name, {"MI300X": "8", "EPYC_ZEN4": "192"}, {"amd.com/gpu": gpus}, **kw)
+
+
+def cluster_of(*objs: dict[str, Any]) -> ClusterIndex:
+    return ClusterIndex(node_view(o) for o in objs)
+
+
+def profile(spec: dict[str, Any], kind: str = "AIMClusterProfile", generation: int = 1, **meta):
+    doc: dict[str, Any] = {
+        "apiVersion": "aim.eai.amd.com/v1alpha2",
+        "kind": kind,
+        "metadata": {"name": "p", "generation": generation, **meta},
+        "spec": {"aimId": "qwen/qwen3-32b", "image": "amdenterpriseai/aim-qwen:0.8.5", **spec},
+    }
+    return parse_profile(doc)
+
+
+GPU1 = {"acceleratorModel": "MI300X", "acceleratorType": "gpu", "acceleratorCount": 1}
+DEFAULT = MatcherConfig()
+
+
+def hw_condition(status):
+    condition = status.condition("HardwareAvailable")
+    assert condition is not None
+    return condition
+
+
+# --- nodes and the index -----------------------------------------------------------------------
+
+
+def test_node_view_keeps_only_our_labels_and_parses_allocatable():
+    obj = mi300x_node("n1")
+    obj["metadata"]["labels"]["amd.com/gpu.product-name"] = "AMD_Instinct_MI300X"
+    view = node_view(obj)
+    assert set(view.labels) == {MI300X, accelerator_label_key("EPYC_ZEN4")}
+    assert view.allocatable["amd.com/gpu"] == 8
+    assert view.allocatable["memory"] == 2063613 * 1024**2
+    assert (view.schedulable, view.ready) == (True, True)
+
+
+def test_node_view_flags():
+    assert node_view(mi300x_node("c", unschedulable=True)).schedulable is False
+    assert node_view(mi300x_node("r", ready=False)).ready is False
+    no_conditions = mi300x_node("x")
+    del no_conditions["status"]["conditions"]
+    assert node_view(no_conditions).ready is False
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        (lambda n: n["status"].pop("allocatable"), "status.allocatable: missing"),
+        (lambda n: n["status"]["allocatable"].update(cpu="lots"), "status.allocatable['cpu']"),
+        (lambda n: n["metadata"].pop("name"), "metadata.name"),
+        (lambda n: n["metadata"].update(labels=["a"]), "metadata.labels"),
+    ],
+)
+def test_node_errors_name_the_field(mutate, words):
+    obj = mi300x_node("bad")
+    mutate(obj)
+    with pytest.raises(NodeError) as err:
+        node_view(obj)
+    assert words in str(err.value)
+
+
+def test_index_ignores_changes_the_matcher_does_not_see():
+    obj = mi300x_node("n1")
+    index = cluster_of(obj)
+    heartbeat = copy.deepcopy(obj)
+    heartbeat["metadata"]["resourceVersion"] = "2"
+    heartbeat["status"]["conditions"][0]["lastHeartbeatTime"] = "2026-11-27T08:00:00Z"
+    heartbeat["metadata"]["labels"]["topology.kubernetes.io/zone"] = "b"
+    assert index.upsert(node_view(heartbeat)) is False
+
+    relabelled = copy.deepcopy(obj)
+    relabelled["metadata"]["labels"][MI300X] = "4"
+    assert index.upsert(node_view(relabelled)) is True
+    cordoned = copy.deepcopy(obj)
+    cordoned["spec"]["unschedulable"] = True
+    assert index.upsert(node_view(cordoned)) is True
+
+
+def test_index_by_key_follows_upserts_and_removals():
+    index = cluster_of(mi300x_node("a"), mi300x_node("b"), node_obj("e", {"EPYC_ZEN5": "128"}))
+    assert sorted(n.name for n in index.nodes_with_key(MI300X)) == ["a", "b"]
+    relabelled = node_obj("a", {"MI325X": "8"}, {"amd.com/gpu": "8"})
+    index.upsert(node_view(relabelled))
+    assert [n.name for n in index.nodes_with_key(MI300X)] == ["b"]
+    assert [n.name for n in index.nodes_with_key(accelerator_label_key("MI325X"))] == ["a"]
+    assert index.remove("b") is not None
+    assert index.remove("b") is None
+    assert MI300X not in index.label_keys()
+    assert len(index) == 2
+    assert sorted(n.name for n in index.nodes_with_resource("amd.com/gpu")) == ["a"]
+
+
+# --- resources, affinity ----------------------------------------------------------------------
+
+
+def test_gpu_count_derives_the_gpu_resource_and_spec_resources_merge_on_top():
+    p = profile({**GPU1, "resources": {"requests": {"cpu": "4", "memory": "32Gi"}}})
+    assert resolve_resources(p.spec, DEFAULT) == {
+        "limits": {"amd.com/gpu": "1"},
+        "requests": {"amd.com/gpu": "1", "cpu": "4", "memory": "32Gi"},
+    }
+
+
+def test_gpu_resource_name_comes_from_config():
+    config = MatcherConfig.from_configmap_data({"gpuResourceName": "amd.com/cpx_nps4"})
+    p = profile({**GPU1, "acceleratorCount": 4})
+    assert resolve_resources(p.spec, config)["requests"] == {"amd.com/cpx_nps4": "4"}
+
+
+def test_explicit_key_wins_and_limits_are_kept():
+    p = profile(
+        {
+            **GPU1,
+            "acceleratorCount": 2,
+            "resources": {
+                "requests": {"amd.com/gpu": "4", "cpu": 8},
+                "limits": {"cpu": "16", "memory": "64Gi"},
+            },
+        }
+    )
+    assert resolve_resources(p.spec, DEFAULT) == {
+        "limits": {"amd.com/gpu": "4", "cpu": "16", "memory": "64Gi"},
+        # memory had only a limit: Kubernetes defaults the request to it
+        "requests": {"amd.com/gpu": "4", "cpu": "8", "memory": "64Gi"},
+    }
+
+
+def test_count_zero_derives_nothing_and_partition_resources_are_literal():
+    p = profile(
+        {**GPU1, "acceleratorCount": 0, "resources": {"requests": {"amd.com/cpx-nps4": "4"}}}
+    )
+    assert resolve_resources(p.spec, DEFAULT) == {
+        "limits": {"amd.com/cpx-nps4": "4"},
+        "requests": {"amd.com/cpx-nps4": "4"},
+    }
+
+
+def test_cpu_count_derives_cpu_and_epyc_models_default_to_cpu():
+    explicit = profile(
+        {"acceleratorModel": "EPYC_ZEN5", "acceleratorType": "cpu", "acceleratorCount": 32}
+    )
+    implied = profile({"acceleratorModel": "EPYC_ZEN5", "acceleratorCount": 32})
+    for p in (explicit, implied):
+        assert resolve_resources(p.spec, DEFAULT) == {"requests": {"cpu": "32"}}
+    assert resolve_resources(
+        profile({"acceleratorModel": "MI300X", "acceleratorCount": 2}).spec, DEFAULT
+    )["requests"] == {"amd.com/gpu": "2"}
+
+
+def test_affinity_is_one_exists_term_on_the_detector_label():
+    p = profile(GPU1)
+    assert required_label_key(p.spec) == "feature.node.kubernetes.io/aim-accelerator.MI300X"
+    assert node_affinity(required_label_key(p.spec)) == {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": MI300X, "operator": "Exists"}]}]
+        }
+    }
+    assert required_label_key(profile({}).spec) is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "cpu_only"),
+    [
+        ({}, True),
+        ({"resources": {"requests": {"cpu": "4", "memory": "8Gi", "hugepages-2Mi": "1Gi"}}}, True),
+        ({"acceleratorCount": 0}, False),
+        ({"acceleratorType": "cpu"}, False),
+        ({"acceleratorModel": "EPYC_ZEN5"}, False),
+        ({"resources": {"requests": {"amd.com/gpu": "1"}}}, False),
+        ({"resources": {"limits": {"amd.com/gpu": "1"}}}, False),
+    ],
+)
+def test_cpu_only(spec, cpu_only):
+    assert is_cpu_only(profile(spec).spec) is cpu_only
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        ("amdenterpriseai/aim-qwen-qwen3-32b:0.8.5", "0.8.5"),
+        ("docker.io/library/img:latest", "latest"),
+        ("registry.example.com:5000/aim/img:1.2.0", "1.2.0"),
+        ("registry.example.com:5000/aim/img", None),
+        ("img", None),
+        ("img@sha256:" + "a" * 64, None),
+        ("img:0.9.0@sha256:" + "a" * 64, "0.9.0"),
+    ],
+)
+def test_version_from_image_tag(image, version):
+    assert image_version(image) == version
+
+
+# --- status --------------------------------------------------------------------------------------
+
+
+def test_ready_status_is_complete():
+    p = profile({**GPU1, "resources": {"requests": {"cpu": "4", "memory": "32Gi"}}}, generation=3)
+    status = evaluate(p, cluster_of(mi300x_node("a"), mi300x_node("b")), DEFAULT, NOW)
+    data = status.to_dict()
+    assert data["status"] == "Ready"
+    assert data["observedGeneration"] == 3
+    assert data["version"] == "0.8.5"
+    assert data["matchingNodes"] == 2
+    assert data["hardwareSummary"] == "1 x MI300X"
+    assert data["resources"]["requests"] == {"amd.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
+    assert data["resolvedNodeAffinity"] == node_affinity(MI300X)
+    assert data["conditions"] == [
+        {
+            "type": "HardwareAvailable",
+            "status": "True",
+            "reason": "HardwareAvailable",
+            "message": f"2 nodes with label {MI300X} and allocatable amd.com/gpu: 1, cpu: 4, "
+            "memory: 32Gi",
+            "lastTransitionTime": "2026-11-27T08:00:00Z",
+            "observedGeneration": 3,
+        }
+    ]
+
+
+def test_label_value_is_informational_only():
+    node = node_obj("n", {"MI300X": "1"}, {"amd.com/gpu": "8"})
+    status = evaluate(profile({**GPU1, "acceleratorCount": 4}), cluster_of(node), DEFAULT, NOW)
+    assert status.status is Phase.READY
+
+
+def test_hardware_summary_forms():
+    assert (
+        evaluate(
+            profile({**GPU1, "acceleratorCount": 0}), ClusterIndex(), DEFAULT, NOW
+        ).hardware_summary
+        == "MI300X"
+    )
+    assert (
+        evaluate(
+            profile({"acceleratorModel": "MI300X"}), ClusterIndex(), DEFAULT, NOW
+        ).hardware_summary
+        == "MI300X"
+    )
+    assert evaluate(profile({}), ClusterIndex(), DEFAULT, NOW).hardware_summary == "CPU"
+
+
+def test_cpu_only_is_always_ready_even_without_nodes():
+    status = evaluate(profile({}), ClusterIndex(), DEFAULT, NOW)
+    assert status.status is Phase.READY
+    assert hw_condition(status).reason == "NoAcceleratorSpecified"
+    assert status.resolved_node_affinity is None
+    assert status.resources is None
+
+
+def test_no_label_in_cluster_names_the_labels_that_exist():
+    status = evaluate(
+        profile({**GPU1, "acceleratorModel": "MI355X"}),
+        cluster_of(mi300x_node("a"), node_obj("e", {"EPYC_ZEN5": "128"})),
+        DEFAULT,
+        NOW,
+    )
+    assert status.status is Phase.NOT_AVAILABLE
+    assert status.matching_nodes == 0
+    condition = hw_condition(status)
+    assert (condition.status, condition.reason) == ("False", "HardwareNotAvailable")
+    assert condition.message == (
+        "No node has label feature.node.kubernetes.io/aim-accelerator.MI355X; accelerator "
+        "labels in the cluster: EPYC_ZEN4 (1 node), EPYC_ZEN5 (1 node), MI300X (1 node)"
+    )
+
+
+def test_no_detector_labels_at_all_is_said():
+    status = evaluate(profile(GPU1), cluster_of(node_obj("plain")), DEFAULT, NOW)
+    assert "is the AcceleratorDetector running?" in hw_condition(status).message
+
+
+def test_wrong_case_model_gets_a_hint():
+    status = evaluate(
+        profile({**GPU1, "acceleratorModel": "mi300x"}), cluster_of(mi300x_node("a")), DEFAULT, NOW
+    )
+    assert "did you mean MI300X?" in hw_condition(status).message
+
+
+def test_not_enough_resource_names_the_nearest_node():
+    cluster = cluster_of(
+        mi300x_node("a", gpus="4"), mi300x_node("b", gpus="6"), mi300x_node("c", gpus="2")
+    )
+    status = evaluate(
+        profile({**GPU1, "acceleratorCount": 8, "resources": {"requests": {"cpu": "16"}}}),
+        cluster,
+        DEFAULT,
+        NOW,
+    )
+    assert status.status is Phase.NOT_AVAILABLE
+    assert hw_condition(status).message == (
+        f"3 nodes with label {MI300X} but none has enough amd.com/gpu (needs 8); nearest is b "
+        "with allocatable amd.com/gpu: 6, cpu: 190"
+    )
+
+
+def test_unadvertised_resource_is_pointed_out():
+    cluster = cluster_of(node_obj("cpx", {"MI300X": "8"}, {"amd.com/cpx_nps4": "64"}))
+    p = profile(
+        {**GPU1, "acceleratorCount": 0, "resources": {"requests": {"amd.com/cpx-nps4": "4"}}}
+    )
+    message = hw_condition(evaluate(p, cluster, DEFAULT, NOW)).message
+    assert "no node advertises amd.com/cpx-nps4" in message
+    assert "amd.com/cpx_nps4" in message
+
+
+def test_cordoned_and_not_ready_nodes_are_left_out_and_counted_in_the_message():
+    cluster = cluster_of(
+        mi300x_node("ok"),
+        mi300x_node("cordoned", unschedulable=True),
+        mi300x_node("down", ready=False),
+        mi300x_node("both", unschedulable=True, ready=False),
+    )
+    status = evaluate(profile(GPU1), cluster, DEFAULT, NOW)
+    assert status.matching_nodes == 1
+    assert hw_condition(status).message.endswith("; 3 more left out: 2 cordoned, 2 NotReady")
+
+
+def test_all_matching_nodes_unavailable_is_its_own_diagnosis():
+    cluster = cluster_of(
+        mi300x_node("cordoned", unschedulable=True), mi300x_node("down", ready=False)
+    )
+    status = evaluate(profile(GPU1), cluster, DEFAULT, NOW)
+    assert status.status is Phase.NOT_AVAILABLE
+    message = hw_condition(status).message
+    assert message.startswith(
+        f"2 nodes with label {MI300X} and allocatable amd.com/gpu: 1 but all are left out: "
+        "1 cordoned, 1 NotReady"
+    )
+    assert "countUnschedulableNodes" in message
+
+
+def test_config_can_count_cordoned_and_not_ready_nodes():
+    cluster = cluster_of(
+        mi300x_node("cordoned", unschedulable=True), mi300x_node("down", ready=False)
+    )
+    both = MatcherConfig.from_configmap_data(
+        {"countUnschedulableNodes": "true", "countNotReadyNodes": "true"}
+    )
+    assert evaluate(profile(GPU1), cluster, both, NOW).matching_nodes == 2
+    cordoned_only = MatcherConfig(count_unschedulable_nodes=True)
+    status = evaluate(profile(GPU1), cluster, cordoned_only, NOW)
+    assert status.matching_nodes == 1
+    assert hw_condition(status).message.endswith("1 more left out: 1 NotReady")
+
+
+def test_extended_resource_without_model_matches_by_resources_only():
+    cluster = cluster_of(
+        mi300x_node("a", gpus="2"),
+        node_obj("unlabelled-gpu", None, {"amd.com/gpu": "4"}),
+        node_obj("cpu"),
+    )
+    p = profile({"resources": {"requests": {"amd.com/gpu": "2"}}})
+    status = evaluate(p, cluster, DEFAULT, NOW)
+    assert not is_cpu_only(p.spec)
+    assert status.status is Phase.READY
+    assert status.matching_nodes == 2
+    assert status.resolved_node_affinity is None
+    assert status.hardware_summary == "2 x amd.com/gpu"
+    assert hw_condition(status).reason == "HardwareAvailable"
+    short = evaluate(
+        profile({"resources": {"requests": {"amd.com/gpu": "8"}}}), cluster, DEFAULT, NOW
+    )
+    assert short.status is Phase.NOT_AVAILABLE
+    assert (
+        "none has enough amd.com/gpu (needs 8); nearest is unlabelled-gpu"
+        in hw_condition(short).message
+    )
+
+
+def test_reevaluating_an_unchanged_world_is_identical():
+    cluster = cluster_of(mi300x_node("a"))
+    first = evaluate(profile(GPU1), cluster, DEFAULT, NOW)
+    stored = replace(profile(GPU1), status=first)
+    again = evaluate(stored, cluster, DEFAULT, NOW + timedelta(hours=1))
+    assert again == first
+    assert again.to_dict() == first.to_dict()
+
+
+def test_last_transition_time_moves_only_when_the_condition_status_changes():
+    p = profile(GPU1)
+    ready = evaluate(p, cluster_of(mi300x_node("a"), mi300x_node("b")), DEFAULT, NOW)
+    with_status = replace(p, status=ready)
+    # one node fewer: same condition status, new message, same transition time
+    fewer = evaluate(with_status, cluster_of(mi300x_node("a")), DEFAULT, NOW + timedelta(minutes=5))
+    assert hw_condition(fewer).message != hw_condition(ready).message
+    assert hw_condition(fewer).last_transition_time == NOW
+    # no node: status flips, transition time moves
+    later = NOW + timedelta(minutes=10, microseconds=123)
+    gone = evaluate(with_status, ClusterIndex(), DEFAULT, later)
+    assert hw_condition(gone).last_transition_time == later.replace(microsecond=0)
+
+
+def test_other_conditions_are_kept():
+    doc_status = {
+        "status": "Ready",
+        "conditions": [
+            {
+                "type": "Validated",
+                "status": "True",
+                "reason": "Ok",
+                "message": "",
+                "lastTransitionTime": "2026-11-01T00:00:00Z",
+            }
+        ],
+    }
+    p = parse_profile(
+        {
+            "apiVersion": "aim.eai.amd.com/v1alpha2",
+            "kind": "AIMClusterProfile",
+            "metadata": {"name": "p"},
+            "spec": {"aimId": "a", "image": "i", **GPU1},
+            "status": doc_status,
+        }
+    )
+    status = evaluate(p, cluster_of(mi300x_node("a")), DEFAULT, NOW)
+    assert [c.type for c in status.conditions or ()] == ["HardwareAvailable", "Validated"]
+
+
+def test_exact_quantities_decide_fits():
+    node = node_obj("n", {"MI300X": "8"}, {"amd.com/gpu": "8", "cpu": "3900m", "memory": "32Gi"})
+    cluster = cluster_of(node)
+    fits = profile({**GPU1, "resources": {"requests": {"cpu": "3.9", "memory": "32768Mi"}}})
+    over = profile({**GPU1, "resources": {"requests": {"cpu": "3901m"}}})
+    assert evaluate(fits, cluster, DEFAULT, NOW).status is Phase.READY
+    assert evaluate(over, cluster, DEFAULT, NOW).status is Phase.NOT_AVAILABLE
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"data\.countNotReadyNodes"):
+        MatcherConfig.from_configmap_data({"countNotReadyNodes": "maybe"})
+    with pytest.raises(ConfigError, match=r"data\.gpuResourceName"):
+        MatcherConfig.from_configmap_data({"gpuResourceName": "amd gpu"})
+    with pytest.raises(ConfigError, match=r"data\.gpuResourcename: unknown key"):
+        MatcherConfig.from_configmap_data({"gpuResourcename": "amd.com/gpu"})
+    assert MatcherConfig.from_configmap_data(None) == MatcherConfig()
+
+
+def test_partition_labels_are_not_accelerators_in_the_inventory():
+    node = node_obj("n", {"MI300X": "8"}, {"amd.com/gpu": "64"})
+    node["metadata"]["labels"][partition_label_key("CPX-NPS4")] = "64"
+    status = evaluate(
+        profile({**GPU1, "acceleratorModel": "MI325X"}), cluster_of(node), DEFAULT, NOW
+    )
+    assert hw_condition(status).message.endswith(
+        "accelerator labels in the cluster: MI300X (1 node)"
+    )
+
+
+# --- the example cluster ----------------------------------------------------------------------
+
+EXPECTED = {
+    # name: (status, matchingNodes, hardwareSummary, reason)
+    "qwen-qwen3-32b-mi300x-lat-fp8": ("Ready", 3, "1 x MI300X", "HardwareAvailable"),
+    "my-finetuned-qwen-mi300x-lat-fp8": ("Ready", 3, "2 x MI300X", "HardwareAvailable"),
+    "small-model-cpu": ("Ready", 8, "CPU", "NoAcceleratorSpecified"),
+    "qwen-qwen3-32b-mi300x-cpx-nps4-seed": ("NotAvailable", 0, "MI300X", "HardwareNotAvailable"),
+    "qwen-qwen3-32b-mi300x-cpx-nps4": ("Ready", 1, "MI300X", "HardwareAvailable"),
+    "qwen-qwen3-32b-mi325x-thr-fp8": ("Ready", 1, "8 x MI325X", "HardwareAvailable"),
+    "llama-3-1-405b-mi325x-lat-fp8": ("NotAvailable", 0, "16 x MI325X", "HardwareNotAvailable"),
+    "qwen-qwen3-32b-mi355x-lat-fp4": ("NotAvailable", 0, "1 x MI355X", "HardwareNotAvailable"),
+    "phi-2-epyc-zen5-lat-fp32": ("Ready", 3, "32 x EPYC_ZEN5", "HardwareAvailable"),
+}
+
+
+def example_cluster() -> ClusterIndex:
+    listing = yaml.safe_load((ROOT / "examples/cluster/nodes.yaml").read_text())
+    return ClusterIndex(node_view(item) for item in listing["items"])
+
+
+def example_profiles():
+    for path in sorted((ROOT / "examples/profiles").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                yield parse_profile(doc)
+
+
+def test_example_cluster_gives_the_documented_statuses():
+    cluster = example_cluster()
+    config_doc = yaml.safe_load((ROOT / "examples/cluster/matcher-config.yaml").read_text())
+    config = MatcherConfig.from_configmap_data(config_doc["data"])
+    got = {}
+    for p in example_profiles():
+        status = evaluate(p, cluster, config, NOW)
+        got[p.name] = (
+            str(status.status),
+            status.matching_nodes,
+            status.hardware_summary,
+            hw_condition(status).reason,
+        )
+    assert got == EXPECTED
+    readme = (ROOT / "examples/README.md").read_text()
+    for name, (phase, nodes, _, _) in EXPECTED.items():
+        assert f"| `{name}` | {phase} | {nodes} |" in readme, name
+
+
+def test_example_cluster_has_the_promised_nodes():
+    cluster = example_cluster()
+    nodes = list(cluster)
+    assert {n.name for n in nodes if not n.schedulable} == {"mi300x-2"}
+    assert {n.name for n in nodes if not n.ready} == {"mi325x-1"}
+    assert any(n.allocatable.get("amd.com/gpu") == Fraction(64) for n in nodes)
+    assert any(n.allocatable.get("amd.com/cpx_nps4") == Fraction(64) for n in nodes)
+    assert any(not any("MI3" in k for k in n.labels) for n in nodes)  # EPYC-only nodes
+
+
+def test_results_follow_node_changes_through_the_memo():
+    index = cluster_of(mi300x_node("a", gpus="2"))
+    p = profile({**GPU1, "acceleratorCount": 4})
+    assert evaluate(p, index, DEFAULT, NOW).status is Phase.NOT_AVAILABLE
+    assert index.upsert(node_view(mi300x_node("a", gpus="8")))
+    assert evaluate(p, index, DEFAULT, NOW).matching_nodes == 1
+    index.upsert(node_view(mi300x_node("b", unschedulable=True)))
+    status = evaluate(p, index, DEFAULT, NOW)
+    assert (status.matching_nodes, hw_condition(status).message.endswith("1 cordoned")) == (1, True)
+    index.remove("a")
+    assert evaluate(p, index, DEFAULT, NOW).status is Phase.NOT_AVAILABLE
+
+
+def test_resource_only_profile_without_any_provider():
+    p = profile({"resources": {"requests": {"amd.com/cpx_nps4": "4", "cpu": "2"}}})
+    status = evaluate(p, cluster_of(mi300x_node("a")), DEFAULT, NOW)
+    assert status.status is Phase.NOT_AVAILABLE
+    assert hw_condition(status).message == "No node has allocatable amd.com/cpx_nps4"
+
+
+def test_cpu_type_without_model_matches_on_cpu_alone():
+    p = profile({"acceleratorType": "cpu", "acceleratorCount": 100})
+    cluster = cluster_of(mi300x_node("big"), node_obj("small", None, {"cpu": "64"}))
+    status = evaluate(p, cluster, DEFAULT, NOW)
+    assert not is_cpu_only(p.spec)
+    assert (status.status, status.matching_nodes, status.hardware_summary) == (
+        Phase.READY,
+        1,
+        "CPU",
+    )
+    assert hw_condition(status).message == "1 node with allocatable cpu: 100"
