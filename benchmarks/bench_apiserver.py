@@ -20,6 +20,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import psutil
+from kubernetes import client, config, watch
+
+from tests.apiserver import ApiServer
+from tests.apiserver.kubeconfig import write_kubeconfig
+
 NODES = 5_000
 EVENTS = 1_000
 
@@ -63,10 +69,6 @@ def node(i: int) -> dict[str, Any]:
 
 
 def _serve(conn: Connection) -> None:
-    import psutil
-
-    from tests.apiserver import ApiServer
-
     srv = ApiServer().start()
     start = time.perf_counter()
     for i in range(NODES):
@@ -93,8 +95,6 @@ def _serve(conn: Connection) -> None:
 
 
 def _list_figures(api: Any) -> tuple[float, float]:
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     typed, raw = [], []
     for _ in range(3):
@@ -103,7 +103,7 @@ def _list_figures(api: Any) -> tuple[float, float]:
         typed.append(time.perf_counter() - t0)
         assert len(items) == NODES
         t0 = time.perf_counter()
-        resp = core.list_node(_preload_content=False)
+        resp: Any = core.list_node(_preload_content=False)
         doc = json.loads(resp.read())
         raw.append(time.perf_counter() - t0)
         assert len(doc["items"]) == NODES
@@ -111,10 +111,9 @@ def _list_figures(api: Any) -> tuple[float, float]:
 
 
 def _watch_figure(api: Any, conn: Connection) -> tuple[float, float]:
-    from kubernetes import client, watch
-
     core = client.CoreV1Api(api)
-    rv = core.list_node(limit=1).metadata.resource_version
+    listed: Any = core.list_node(limit=1)
+    rv = listed.metadata.resource_version
     got = 0
     started = threading.Event()
     done = threading.Event()
@@ -144,8 +143,6 @@ def _watch_figure(api: Any, conn: Connection) -> tuple[float, float]:
 
 
 def _http_patch_figure(api: Any) -> float:
-    from kubernetes import client
-
     core = client.CoreV1Api(api)
     t0 = time.perf_counter()
     for i in range(EVENTS):
@@ -154,10 +151,6 @@ def _http_patch_figure(api: Any) -> float:
 
 
 def main() -> None:
-    from kubernetes import config
-
-    from tests.apiserver.kubeconfig import write_kubeconfig
-
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(child,), daemon=True)
@@ -179,11 +172,11 @@ def main() -> None:
     print(f"  full list, typed V1NodeList (median 3): {typed:.3f} s   (target < 1 s)")
     print(f"  full list, raw JSON (median 3):         {raw:.3f} s")
     print(
-        f"  {EVENTS} watch events delivered:         {delivered:.3f} s   (target < 1 s; server writes took {server_writes:.3f} s)"
+        f"  {EVENTS} watch events delivered:         {delivered:.3f} s   (target < 1 s; "
+        f"server writes took {server_writes:.3f} s)"
     )
-    print(
-        f"  {EVENTS} label patches over HTTP:        {http_patches:.2f} s  ({EVENTS / http_patches:.0f}/s)"
-    )
+    rate = EVENTS / http_patches
+    print(f"  {EVENTS} label patches over HTTP:        {http_patches:.2f} s  ({rate:.0f}/s)")
     print(f"  server RSS:                             {rss / 2**20:.0f} MiB  (target < 500 MiB)")
 
 

@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -72,7 +73,7 @@ def _cycles_done(port: int) -> int:
     return 0
 
 
-def measure_memory(srv: ApiServer, kubeconfig: Path, root: Path, cycles: int) -> dict[str, float]:
+def measure_memory(srv: ApiServer, kubeconfig: Path, root: Path, cycles: int) -> dict[str, Any]:
     srv.seed(_node(NODE))
     port = _free_port()
     cmd = [
@@ -104,14 +105,18 @@ def measure_memory(srv: ApiServer, kubeconfig: Path, root: Path, cycles: int) ->
     ps = psutil.Process(proc.pid)
     peak_sampled = 0
     after_first: int | None = None
-    deadline = started + 120
+    deadline = started + 300
     done = 0
+    milestones = [m for m in (10, 100, 300, 1000, 3000, 10000) if m < cycles] + [cycles]
+    by_cycle: dict[int, float] = {}
     while time.monotonic() < deadline and proc.poll() is None:
         rss = ps.memory_info().rss
         peak_sampled = max(peak_sampled, rss)
         done = _cycles_done(port)
         if done >= 1 and after_first is None:
             after_first = rss
+        while milestones and done >= milestones[0]:
+            by_cycle[milestones.pop(0)] = rss / 2**20
         if done >= cycles:
             break
         time.sleep(0.05)
@@ -126,6 +131,7 @@ def measure_memory(srv: ApiServer, kubeconfig: Path, root: Path, cycles: int) ->
         "rss_after_first_cycle_mib": (after_first or 0) / 2**20,
         "rss_peak_sampled_mib": peak_sampled / 2**20,
         "vm_hwm_mib": hwm / 1024,
+        "by_cycle": by_cycle,
         "patches": patches,
         "exit_code": proc.returncode,
     }
@@ -203,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(interval 0.02 s), exit code {mem['exit_code']:.0f} after SIGTERM"
     )
     print(f"  RSS after first cycle    {mem['rss_after_first_cycle_mib']:.1f} MiB")
+    trend = ", ".join(f"{c}: {v:.1f}" for c, v in mem["by_cycle"].items())
+    print(f"  RSS by cycle (MiB)       {trend}")
     print(f"  RSS peak (sampled)       {mem['rss_peak_sampled_mib']:.1f} MiB")
     print(
         f"  peak RSS (VmHWM)         {mem['vm_hwm_mib']:.1f} MiB   "

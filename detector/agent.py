@@ -11,6 +11,7 @@ progress; a second signal kills the process the default way.
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import signal
 import threading
@@ -81,45 +82,56 @@ class ProbeTimeout(Exception):
     pass
 
 
-class _ProbeRunner:
-    """Runs one source's probe in a worker thread and stops waiting after ``timeout``.
+class _Job:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reading: Reading | None = None
+        self.error: BaseException | None = None
 
-    A thread stuck in the kernel cannot be cancelled; while it is still running, later probes
-    of the same source fail at once instead of piling up more stuck threads.
+
+class _ProbeRunner:
+    """Runs one source's probe on its own long-lived worker thread, waiting at most ``timeout``.
+
+    A thread stuck in the kernel (a hung sysfs read) cannot be cancelled: while its probe is
+    still running, later probes of the source fail at once instead of piling up stuck threads.
+    The worker lives as long as the agent, rather than one thread per probe, so that glibc does
+    not hand out a fresh malloc arena now and then and the agent's footprint stays flat.
     """
 
     def __init__(self, source: str, probe: Probe, timeout: float) -> None:
         self.source = source
         self._probe = probe
         self._timeout = timeout
-        self._stuck: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._last: _Job | None = None
 
     def run(self) -> Reading:
-        if self._stuck is not None:
-            if self._stuck.is_alive():
-                raise ProbeTimeout("the previous probe is still running")
-            self._stuck = None
-        done = threading.Event()
-        box: dict[str, object] = {}
-
-        def work() -> None:
-            try:
-                box["reading"] = self._probe()
-            except BaseException as err:  # handed to the caller
-                box["error"] = err
-            finally:
-                done.set()
-
-        worker = threading.Thread(target=work, name=f"probe-{self.source}", daemon=True)
-        worker.start()
-        if not done.wait(self._timeout):
-            self._stuck = worker
+        if self._last is not None and not self._last.done.is_set():
+            raise ProbeTimeout("the previous probe is still running")
+        if self._worker is None:
+            self._worker = threading.Thread(
+                target=self._serve, name=f"probe-{self.source}", daemon=True
+            )
+            self._worker.start()
+        job = self._last = _Job()
+        self._jobs.put(job)
+        if not job.done.wait(self._timeout):
             raise ProbeTimeout(f"no answer within {self._timeout:g}s")
-        if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        reading = box["reading"]
-        assert isinstance(reading, Reading)
-        return reading
+        if job.error is not None:
+            raise job.error
+        assert job.reading is not None
+        return job.reading
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job.reading = self._probe()
+            except BaseException as err:  # handed to the waiting caller
+                job.error = err
+            finally:
+                job.done.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +139,15 @@ class CycleReport:
     decision: Decision | None
     """None when the cycle could not start (the published labels could not be read)."""
     readings: dict[str, Reading]
+    """Source -> what its probe found, for the sources whose probe succeeded."""
+    errors: dict[str, str] = field(default_factory=dict)
+    """Source -> why its probe failed."""
     wrote: bool = False
     publish_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.decision is not None and self.decision.healthy and self.publish_error is None
-
-    @property
-    def errors(self) -> dict[str, str]:
-        return dict(self.decision.errors) if self.decision is not None else {}
+        return self.decision is not None and not self.errors and self.publish_error is None
 
 
 class Agent:
@@ -190,6 +201,7 @@ class Agent:
 
     def run_cycle(self) -> CycleReport:
         results, readings = self.probe_all()
+        errors = {r.source: r.error or "probe failed" for r in results if not r.succeeded}
         if self.state is None:
             assert self.publisher is not None
             try:
@@ -200,7 +212,7 @@ class Agent:
                     "cannot read the published labels",
                     extra={"kv": {"target": self.publisher.target, "error": err}},
                 )
-                return self._finish(CycleReport(None, readings, publish_error=str(err)))
+                return self._finish(CycleReport(None, readings, errors, publish_error=str(err)))
             log.info(
                 "read previously published labels",
                 extra={"kv": {"target": self.publisher.target, "labels": len(self.state.labels)}},
@@ -209,7 +221,7 @@ class Agent:
         self.state = decision.state
         _log_decision(decision, self._confirmations)
         if self.publisher is None:
-            return self._finish(CycleReport(decision, readings))
+            return self._finish(CycleReport(decision, readings, errors))
         try:
             wrote = self.publisher.publish(decision.labels)
         except PublishError as err:
@@ -217,10 +229,10 @@ class Agent:
             log.error(
                 "publish failed", extra={"kv": {"target": self.publisher.target, "error": err}}
             )
-            return self._finish(CycleReport(decision, readings, publish_error=str(err)))
+            return self._finish(CycleReport(decision, readings, errors, publish_error=str(err)))
         if wrote:
             self.metrics.label_writes.labels("success").inc()
-        return self._finish(CycleReport(decision, readings, wrote=wrote))
+        return self._finish(CycleReport(decision, readings, errors, wrote=wrote))
 
     def _finish(self, report: CycleReport) -> CycleReport:
         if report.decision is not None:

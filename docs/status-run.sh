@@ -2,6 +2,7 @@
 # Reproduces the kubectl output shown in docs/status.md, with no cluster: the project's test
 # API server, the detector run once on four fixture hosts (tests/hosttrees.py), the matcher
 # controller, and the example profiles. Run from the repository root: bash docs/status-run.sh
+# (add --update-docs to refresh the output shown in docs/status.md and docs/labels.md).
 set -euo pipefail
 
 OUT=${OUT:-out/status-run}
@@ -97,3 +98,42 @@ wait_for() {  # wait_for PROFILE STATUS
   wait_for qwen-qwen3-32b-mi300x-lat-fp8 Ready
   run kubectl get events -n default --field-selector involvedObject.name=qwen-qwen3-32b-mi300x-lat-fp8
 } | tee -a "$OUT/output.txt"
+
+# With --update-docs, refresh the console blocks of docs/status.md and docs/labels.md whose
+# command appears in this run's output (matched with quotes ignored; the doc keeps its quoting).
+if [ "${1:-}" = "--update-docs" ]; then
+  "$PY" - "$OUT/output.txt" docs/status.md docs/labels.md <<'PY'
+import re
+import sys
+
+def key(command: str) -> str:
+    return command.replace("'", "").strip()
+
+def elide(lines: list[str]) -> list[str]:
+    out, skipping = [], False
+    for line in lines:
+        if line.strip() == "kubectl.kubernetes.io/last-applied-configuration: |":
+            out.append(line + "   # (value elided here)")
+            skipping = True
+        elif not (skipping and line.startswith("      {")):
+            out.append(line)
+            skipping = False
+    return out
+
+runs = re.split(r"\n(?=\$ )", open(sys.argv[1]).read().strip())
+fresh = {key(b.splitlines()[0]): elide(b.rstrip().splitlines()[1:]) for b in runs}
+
+def refresh(match: re.Match[str]) -> str:
+    command = match.group(1)
+    body = fresh.get(key(command))
+    if body is None:
+        return match.group(0)
+    return "```console\n" + command + "\n" + "\n".join(body) + "\n```"
+
+for doc in sys.argv[2:]:
+    text = open(doc).read()
+    updated = re.sub(r"```console\n(\$ [^\n]*)\n.*?\n```", refresh, text, flags=re.S)
+    open(doc, "w").write(updated)
+    print(f"{doc}: {'updated' if updated != text else 'unchanged'}")
+PY
+fi

@@ -7,7 +7,8 @@ For the default install (``daemonset/``) and each ready-made variant (``examples
    (``kubernetes-validate``, strict: unknown fields are errors);
 3. check that every CRD's schema is structural (the rules the API server enforces for
    ``apiextensions.k8s.io/v1``);
-4. compile every CEL expression (admission policy, CRD ``x-kubernetes-validations``);
+4. compile every CEL expression (admission policy, CRD ``x-kubernetes-validations``) and check
+   that every object fits ``kubectl apply``'s last-applied annotation;
 5. check the objects refer to each other correctly (service accounts, role bindings, the
    policy binding, selectors, the matcher's ConfigMap) and that namespaced objects sit in the
    install namespace while cluster-scoped ones carry none.
@@ -22,6 +23,7 @@ with the bundle's built-in kinds registered, or against the cluster of ``--kubec
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -344,11 +346,27 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+#: Client-side ``kubectl apply`` stores the whole object in an annotation, and all annotations
+#: of an object together may not exceed 256 KiB (a big CRD fails ``apply`` on a real cluster).
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+def apply_size_problems(obj: Mapping[str, Any]) -> list[str]:
+    size = len(json.dumps(obj, separators=(",", ":")))
+    if size >= MAX_ANNOTATIONS_BYTES:
+        return [
+            f"{describe(obj)}: {size} bytes; `kubectl apply` (client-side) cannot store it in "
+            f"its last-applied annotation (limit {MAX_ANNOTATIONS_BYTES}); use --server-side"
+        ]
+    return []
+
+
 def check_objects(objects: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
     """Every offline problem with a rendered bundle."""
     problems: list[str] = []
     for obj in objects:
         problems += schema_problems(obj, version)
+        problems += apply_size_problems(obj)
         if obj.get("kind") == "CustomResourceDefinition":
             problems += structural_problems(obj)
         problems += cel_problems(obj)

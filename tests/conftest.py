@@ -3,6 +3,7 @@ by default, or the real cluster named by the AIM_TEST_KUBECONFIG environment var
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import config
 
 from tests.apiserver import ApiServer
 
@@ -37,9 +39,7 @@ class Kube:
     _clients: list[Any] = field(default_factory=list)
 
     def api_client(self) -> Any:
-        """A `kubernetes.client.ApiClient` configured from `self.kubeconfig` (closed at teardown)."""
-        from kubernetes import config
-
+        """A `kubernetes.client.ApiClient` for `self.kubeconfig` (closed at teardown)."""
         client = config.new_client_from_config(config_file=str(self.kubeconfig))
         self._clients.append(client)
         return client
@@ -99,24 +99,30 @@ class Kube:
 def _real_cluster_url(kubeconfig: Path) -> str:
     doc = yaml.safe_load(kubeconfig.read_text()) or {}
     ctx_name = doc.get("current-context")
-    ctx = next((c["context"] for c in doc.get("contexts") or [] if c.get("name") == ctx_name), {})
-    cluster = next(
+    ctx: dict[str, Any] = next(
+        (c["context"] for c in doc.get("contexts") or [] if c.get("name") == ctx_name), {}
+    )
+    cluster: dict[str, Any] = next(
         (c["cluster"] for c in doc.get("clusters") or [] if c.get("name") == ctx.get("cluster")), {}
     )
     return str(cluster.get("server", ""))
 
 
-@pytest.fixture
-def kube(tmp_path: Path) -> Iterator[Kube]:
-    """A Kubernetes API for this test: the test API server (project CRDs loaded when
-    daemonset/crds exists), or the real cluster of $AIM_TEST_KUBECONFIG."""
+@contextlib.contextmanager
+def open_kube(tmp_path: Path) -> Iterator[Kube]:
+    """The `kube` fixture's body: $AIM_TEST_KUBECONFIG's cluster when set, else a fresh test
+    API server with the project's CRDs."""
     real = os.environ.get(REAL_CLUSTER_ENV)
     cache = tmp_path / "kubectl-cache"
     if real:
         path = Path(real).expanduser()
+        if not path.is_file():
+            raise pytest.UsageError(f"{REAL_CLUSTER_ENV}={real}: no such kubeconfig file")
         k = Kube(path, _real_cluster_url(path), None, cache)
-        yield k
-        k.close()
+        try:
+            yield k
+        finally:
+            k.close()
         return
     srv = ApiServer(crd_paths=project_crd_files()).start()
     k = Kube(srv.write_kubeconfig(tmp_path / "kubeconfig"), srv.url, srv, cache)
@@ -125,3 +131,18 @@ def kube(tmp_path: Path) -> Iterator[Kube]:
     finally:
         k.close()
         srv.stop()
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[Kube]:
+    """A Kubernetes API for this test: the test API server (project CRDs loaded when
+    daemonset/crds exists), or the real cluster of $AIM_TEST_KUBECONFIG."""
+    with open_kube(tmp_path) as k:
+        yield k
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take `kube` talk to a Kubernetes API: mark them `cluster` (`-m cluster`)."""
+    for item in items:
+        if "kube" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)

@@ -59,7 +59,7 @@ def node_obj(
     }
 
 
-def create_node(core: client.CoreV1Api, obj: dict[str, Any]) -> None:
+def create_node(core: Any, obj: dict[str, Any]) -> None:
     """Create a Node and set its status (a real API server drops status on create)."""
     core.create_node(obj)
     core.patch_node_status(obj["metadata"]["name"], {"status": obj["status"]})
@@ -88,7 +88,7 @@ def create_cluster_profile(custom: client.CustomObjectsApi, obj: dict[str, Any])
 
 
 def cluster_status(custom: client.CustomObjectsApi, name: str) -> dict[str, Any]:
-    obj = custom.get_cluster_custom_object(GROUP, VERSION, "aimclusterprofiles", name)
+    obj: Any = custom.get_cluster_custom_object(GROUP, VERSION, "aimclusterprofiles", name)
     return dict(obj.get("status") or {})
 
 

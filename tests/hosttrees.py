@@ -160,7 +160,7 @@ HOST_SPECS: dict[str, HostSpec] = {
     "epyc-zen4-topology-garbled": HostSpec(
         GENOA_9654,
         mem_gib=768,
-        garble=("sys/devices/system/cpu/cpu7/topology/core_cpus_list",),
+        garble=("sys/devices/system/cpu/online",),
     ),
 }
 

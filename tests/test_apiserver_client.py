@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiException
 
@@ -235,6 +236,8 @@ def test_leases_and_events(kube, core):
     assert core.read_namespaced_event("e2", "default").involved_object.name == "n2"
     selected = core.list_namespaced_event("default", field_selector="involvedObject.name=n2")
     assert [e.metadata.name for e in selected.items] == ["e2"]
+    selected = events_api.list_namespaced_event("default", field_selector="regarding.name=n1")
+    assert [e.metadata.name for e in selected.items] == ["e1"]
 
 
 # -- selectors and paging ----------------------------------------------------------------------
@@ -469,8 +472,6 @@ def test_finalizers_hold_deletion(custom):
 
 
 def test_crd_registered_at_run_time(kube):
-    import yaml
-
     api = kube.api_client()
     ext: Any = client.ApiextensionsV1Api(api)
     doc = next(yaml.safe_load_all((TESTDATA / "widgets.yaml").read_text()))
@@ -494,8 +495,6 @@ def test_crd_registered_at_run_time(kube):
 
 
 def test_project_crds_load_and_accept_examples(tmp_path):
-    import yaml
-
     crds = sorted((REPO / "daemonset" / "crds").glob("*.yaml"))
     if not crds:
         pytest.skip("daemonset/crds has no CRDs yet")
@@ -513,3 +512,44 @@ def test_project_crds_load_and_accept_examples(tmp_path):
                         )
                     stored = srv.seed(doc)
                     assert stored["metadata"]["generation"] == 1, f.name
+
+
+def test_dry_run_and_delete_collection(core):
+    core.create_namespaced_config_map("default", cm("dry"), dry_run="All")
+    assert core.list_namespaced_config_map("default").items == []
+    for name, tier in (("a", "x"), ("b", "x"), ("c", "y")):
+        core.create_namespaced_config_map("default", cm(name, {"tier": tier}))
+    core.delete_collection_namespaced_config_map("default", label_selector="tier=x")
+    assert [c.metadata.name for c in core.list_namespaced_config_map("default").items] == ["c"]
+
+
+def test_generate_name(core):
+    made = core.create_namespaced_config_map("default", {"metadata": {"generateName": "gen-"}})
+    assert made.metadata.name.startswith("gen-")
+    assert len(made.metadata.name) == len("gen-") + 5
+
+
+def test_server_side_apply_owns_fields(kube, core):
+    api = kube.api_client()
+    path = "/api/v1/namespaces/default/configmaps/ssa"
+
+    def apply(data: dict[str, str], manager: str = "tool") -> int:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data}
+        code, _ = raw(
+            api,
+            "PATCH",
+            path,
+            json.dumps(body),
+            content_type="application/apply-patch+yaml",
+            query=f"?fieldManager={manager}&force=true",
+        )
+        return code
+
+    assert apply({"a": "1", "b": "2"}) == 201
+    core.patch_namespaced_config_map("ssa", "default", {"data": {"other": "x"}})
+    assert apply({"a": "1"}) == 200
+    # b was applied by this manager before and is now omitted: removed; other is not its field
+    assert core.read_namespaced_config_map("ssa", "default").data == {"a": "1", "other": "x"}
+    code, status = raw(api, "PATCH", path, "{}", content_type="application/apply-patch+yaml")
+    assert code == 400
+    assert "fieldManager" in status["message"]

@@ -179,3 +179,24 @@ def test_project_crd_printer_columns(kube, tmp_path):
     cols = out.splitlines()[0]
     assert cols.split()[:3] == ["NAME", "AIM", "ID"]
     assert "qwen/qwen3-32b" in out.splitlines()[1]
+
+
+def test_generators_describe_and_server_side_apply(kube, tmp_path):
+    # `kubectl create configmap|namespace` send protobuf bodies
+    ns = kube.unique("team")
+    kube.kubectl("create", "namespace", ns)
+    kube.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=k=v")
+    assert kube.kubectl("get", "cm", "cfg", "-n", ns, "-o", "jsonpath={.data.k}").stdout == "v"
+    assert kube.kubectl("get", "ns", ns, "-o", "jsonpath={.status.phase}").stdout == "Active"
+    node = """\
+        apiVersion: v1
+        kind: Node
+        metadata: {name: n1}
+        status: {allocatable: {amd.com/gpu: "8"}, capacity: {amd.com/gpu: "8"}}
+        """
+    kube.kubectl("apply", "--server-side", "-f", write(tmp_path, "n.yaml", node))
+    out = kube.kubectl("describe", "node", "n1").stdout
+    assert "amd.com/gpu" in out
+    assert "Non-terminated Pods:" in out
+    kube.kubectl("delete", "namespace", ns)
+    assert kube.kubectl("get", "ns", ns, check=False).returncode != 0

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from kubernetes import client, watch
 from kubernetes.client import ApiException
+
+from tests.test_apiserver_client import GROUP, PLURAL, TESTDATA, VERSION, widget
 
 
 @pytest.fixture
@@ -175,8 +178,7 @@ def test_end_watches_closes_streams(core, kube):
 
 
 def test_custom_object_watch(kube):
-    from tests.test_apiserver_client import GROUP, PLURAL, TESTDATA, VERSION, widget
-
+    custom: Any
     kube.require_server().load_crd(TESTDATA / "widgets.yaml")
     custom = client.CustomObjectsApi(kube.api_client())
     rv = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["metadata"][

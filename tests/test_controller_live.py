@@ -37,6 +37,8 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture
 def apis(kube):
+    # Fake Nodes, injected faults and the request record: the test API server only.
+    kube.require_server()
     api = kube.api_client()
     return client.CoreV1Api(api), client.CustomObjectsApi(api)
 
@@ -282,7 +284,7 @@ def test_two_replicas_one_writes_and_the_other_takes_over(kube, apis, world):
         # Nothing lost (the change made while nobody led was written) and nothing doubled.
         assert writes_at_least(kube.server, 2, name="mi355x-1") == 2
         assert writes_at_least(kube.server, 1, agent=follow_id) == 1
-        lease = client.CoordinationV1Api(kube.api_client()).read_namespaced_lease(
+        lease: Any = client.CoordinationV1Api(kube.api_client()).read_namespaced_lease(
             "aim-matcher", "default"
         )
         assert lease.spec.holder_identity == follow_id
@@ -345,6 +347,11 @@ def test_api_faults_then_convergence(kube, apis, world, controller):
     faults.clear()
     wait_phases(custom, expected, timeout=15)
     assert cluster_status(custom, "mi300x-1")["matchingNodes"] == 2
+    restarts = controller.metrics.registry.get_sample_value(
+        "aim_matcher_watch_restarts_total", {"resource": "nodes", "reason": "closed"}
+    )
+    assert restarts is not None
+    assert restarts >= 1
 
 
 def test_degraded_while_nodes_cannot_be_listed_then_recovers(kube, apis, world, controller):

@@ -32,6 +32,7 @@ def test_a_key_added_while_processing_comes_back_after_done_not_before():
     q: WorkQueue[str] = WorkQueue()
     q.add("a")
     key = q.get(timeout=0)
+    assert key == "a"
     q.add("a")  # changed again while a worker holds it
     assert q.get(timeout=0) is None  # a second worker must not get it concurrently
     q.done(key)

@@ -24,6 +24,7 @@ from tests.hosttrees import build_host, expected_labels
 
 CPX_HOST = "mi300x-8-cpx-nps4"
 BLIND_HOST = "kfd-eperm-container"
+INTEL_HOST = "intel-xeon"
 DETECTOR = [sys.executable, "-m", "detector"]
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("AIM_DETECTOR_")}
 CLEAN_ENV.pop("NODE_NAME", None)
@@ -32,7 +33,7 @@ CLEAN_ENV.pop("NODE_NAME", None)
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
     base = tmp_path_factory.mktemp("hosts")
-    return {name: build_host(base, name) for name in (CPX_HOST, BLIND_HOST)}
+    return {name: build_host(base, name) for name in (CPX_HOST, BLIND_HOST, INTEL_HOST)}
 
 
 def detector(*args, env=None, timeout=60):
@@ -143,6 +144,14 @@ def test_failed_probe_is_reported_and_exits_1(trees):
     assert doc["healthy"] is False
     assert "gpu" in doc["errors"]
     assert doc["labels"] == expected_labels(BLIND_HOST)
+
+
+def test_a_host_without_amd_hardware_gets_no_labels(trees):
+    proc = dry_run(trees[INTEL_HOST], "--gpu-backend", "sysfs")
+    assert proc.returncode == 0, proc.stderr
+    assert "(no labels: no AMD accelerator or EPYC CPU found)" in proc.stdout
+    labels = dry_run(trees[INTEL_HOST], "--gpu-backend", "sysfs", "--output", "labels")
+    assert labels.stdout == ""
 
 
 def _this_host_is_a_known_epyc() -> bool:

@@ -3,16 +3,22 @@
 Every test works on what ``kubectl kustomize`` renders (the default install in ``daemonset/``
 and the variants in ``examples/install/``), so the checks hold for what a cluster receives.
 Flags in the manifests are checked against the real CLIs' ``--help``, the ConfigMap against
-the matcher's own parser, the pod user against the Dockerfile.
+the matcher's own parser, the pod user against the Dockerfile, the RBAC rules against every
+request the real detector and matcher send to the test API server, and docs/configuration.md
+against the CLIs' flags.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -28,6 +34,7 @@ from scripts.validate_manifests import (
     ROOT,
     VARIANTS,
     applied_name,
+    apply_size_problems,
     check_objects,
     client_dry_run,
     reference_problems,
@@ -37,6 +44,7 @@ from scripts.validate_manifests import (
     structural_problems,
     validate_variant,
 )
+from tests.hosttrees import build_host
 
 BIN = Path(sys.executable).parent
 DETECTOR_SA = ("aim-system", "aim-detector")
@@ -193,6 +201,16 @@ def test_bad_cel_and_dangling_references_are_reported():
     assert any("validations[0].expression: CEL does not parse" in p for p in problems)
     assert any("ServiceAccount aim-system/nobody is missing" in p for p in problems)
     assert any("ConfigMap aim-matcher-config is missing" in p for p in problems)
+
+
+def test_objects_fit_kubectl_apply_and_oversized_ones_are_reported():
+    for variant in VARIANTS:
+        assert [p for o in bundle(variant) for p in apply_size_problems(o)] == []
+    config_map = one("default", "ConfigMap", "aim-matcher-config")
+    config_map["data"]["blob"] = "x" * 300_000
+    [problem] = apply_size_problems(config_map)
+    assert "ConfigMap aim-system/aim-matcher-config" in problem
+    assert "--server-side" in problem
 
 
 def test_namespaces():
@@ -435,11 +453,33 @@ def test_detector_daemonset():
     assert f"--metrics-port={port}" in container["args"]
 
 
-def test_detector_reads_only_cpuinfo_from_procfs():
-    """The DaemonSet mounts only /proc/cpuinfo of the host: the probes must need no more."""
-    sources = "\n".join(p.read_text() for p in (ROOT / "detector").rglob("*.py"))
-    used = set(re.findall(r"procfs\s*/\s*\"([^\"]+)\"", sources))
-    assert used == {"cpuinfo"}
+@pytest.mark.parametrize("host", ["mi300x-8-cpx-nps4", "epyc-vm-masked"])
+def test_detector_needs_only_cpuinfo_from_procfs(tmp_path, host):
+    """The DaemonSet mounts only the host's /proc/cpuinfo: with nothing else in procfs the
+    detector, run with the DaemonSet's root flags, must find exactly what it finds with the
+    whole host tree."""
+    root = build_host(tmp_path, host)
+    only_cpuinfo = tmp_path / "proc-mount"
+    only_cpuinfo.mkdir()
+    shutil.copy(root / "proc" / "cpuinfo", only_cpuinfo / "cpuinfo")
+
+    def labels(*roots: str) -> dict[str, str]:
+        result = subprocess.run(
+            [str(BIN / "aim-detector"), "--once", "--dry-run", "--output", "json", *roots],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        report = json.loads(result.stdout)
+        assert report["errors"] == {}
+        labels: dict[str, str] = report["labels"]
+        return labels
+
+    full = labels("--host-root", str(root))
+    assert full  # the fixture has AMD hardware
+    mounted = labels("--sysfs-root", str(root / "sys"), "--procfs-root", str(only_cpuinfo))
+    assert mounted == full
 
 
 def test_amdsmi_variant_mounts_gpu_devices_without_privilege():
@@ -532,3 +572,234 @@ def test_cleanup_component_composes_with_nfd(tmp_path):
     assert cleanup["args"][-1] == "--cleanup"
     mounts = {m["mountPath"] for m in cleanup["volumeMounts"]}
     assert "/host/features.d" in mounts
+
+
+# --- The configuration page names exactly the real flags ---------------------------------
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _help_flags(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text)) - {"--help"}
+
+
+@pytest.mark.parametrize(
+    ("heading", "command"),
+    [("aim-detector", ("aim-detector",)), ("aim-matcher run", ("aim-matcher", "run"))],
+)
+def test_configuration_page_lists_every_flag_and_no_other(heading, command):
+    page = _section((ROOT / "docs" / "configuration.md").read_text(), heading)
+    documented = _help_flags(page)
+    real = _help_flags(help_text(*command))
+    # --no-leader-elect is the negative form argparse adds; the page writes it out too.
+    assert real - documented == set(), f"undocumented flags of {heading}"
+    assert documented - real == set(), f"flags documented but not in {heading} --help"
+
+
+# --- RBAC covers what the programs really do ---------------------------------------------
+
+
+def _request_target(path: str) -> tuple[str, str, str | None, str | None]:
+    """(group, resource[/subresource], namespace, name) of an API path."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    if parts[0] == "api":
+        group, rest = "", parts[2:]
+    else:
+        group, rest = parts[1], parts[3:]
+    namespace = None
+    if len(rest) > 2 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    if len(rest) > 2:
+        resource = f"{resource}/{rest[2]}"
+    return group, resource, namespace, name
+
+
+def _denied(records, subject) -> list[str]:
+    denied = []
+    for rec in records:
+        group, resource, namespace, name = _request_target(rec.path)
+        if not can(
+            "default", subject, rec.verb, resource, group=group, namespace=namespace, name=name
+        ):
+            denied.append(f"{rec.verb} {rec.path}")
+    return denied
+
+
+def _program_requests(server) -> list[Any]:
+    # kubectl's own requests (the test's setup) are not the programs'.
+    return [r for r in server.requests.snapshot() if not r.user_agent.startswith("kubectl")]
+
+
+PROFILES = """
+apiVersion: aim.eai.amd.com/v1alpha2
+kind: AIMClusterProfile
+metadata: {name: qwen-qwen3-32b-mi300x-lat-fp8}
+spec:
+  aimId: qwen/qwen3-32b
+  metric: latency
+  precision: fp8
+  acceleratorModel: MI300X
+  acceleratorType: gpu
+  acceleratorCount: 1
+  image: amdenterpriseai/aim-qwen-qwen3-32b:0.8.5
+---
+apiVersion: aim.eai.amd.com/v1alpha2
+kind: AIMProfile
+metadata: {name: qwen-custom, namespace: ml-team}
+spec:
+  aimId: qwen/qwen3-32b
+  metric: latency
+  precision: fp8
+  acceleratorModel: MI300X
+  acceleratorType: gpu
+  acceleratorCount: 2
+  image: amdenterpriseai/aim-base:0.8.5
+"""
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_rbac_allows_every_request_the_programs_make(kube, tmp_path):
+    """Run the real detector and matcher against the test API server, record every request
+    they send, and check each against the bundle's RBAC, as the API server's authorizer would."""
+    server = kube.require_server()
+    kube.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: aim-system}\n---\n"
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: ml-team}\n---\n"
+            "apiVersion: v1\nkind: Node\nmetadata: {name: gpu-0}\n"
+        ),
+    )
+    kube.kubectl(
+        "patch",
+        "node",
+        "gpu-0",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "status": {
+                    "allocatable": {"amd.com/gpu": "8", "cpu": "190", "memory": "2000Gi"},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+            }
+        ),
+    )
+    kube.kubectl("apply", "-f", str(ROOT / "daemonset" / "matcher" / "configmap.yaml"))
+    kube.kubectl("apply", "-f", "-", input=PROFILES)
+    host = build_host(tmp_path, "mi300x-8-spx-nps1")
+    env = {**os.environ, "NODE_NAME": "gpu-0"}
+    detector = [
+        str(BIN / "aim-detector"),
+        "--kubeconfig",
+        str(kube.kubeconfig),
+        "--host-root",
+        str(host),
+        "--log-level",
+        "warning",
+    ]
+
+    server.requests.clear()
+    subprocess.run([*detector, "--once"], env=env, check=True, timeout=60)
+    detector_requests = _program_requests(server)
+
+    server.requests.clear()
+    matcher = subprocess.Popen(
+        [
+            str(BIN / "aim-matcher"),
+            "run",
+            "--kubeconfig",
+            str(kube.kubeconfig),
+            "--metrics-port",
+            "0",
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "POD_NAMESPACE": NAMESPACE, "POD_NAME": "aim-matcher-test"},
+    )
+    try:
+
+        def status_of(name: str) -> str:
+            return str(
+                kube.kubectl(
+                    "get", "aimclusterprofile", name, "-o", "jsonpath={.status.status}"
+                ).stdout
+            )
+
+        def wait_for(name: str, status: str) -> None:
+            deadline = time.monotonic() + 30
+            while status_of(name) != status:
+                assert time.monotonic() < deadline, f"{name} never became {status}"
+                time.sleep(0.1)
+
+        wait_for("qwen-qwen3-32b-mi300x-lat-fp8", "Ready")
+        kube.kubectl("cordon", "gpu-0")  # a flip: an Event
+        wait_for("qwen-qwen3-32b-mi300x-lat-fp8", "NotAvailable")
+    finally:
+        matcher.send_signal(signal.SIGTERM)  # releases the Lease
+        assert matcher.wait(timeout=30) == 0
+    matcher_requests = _program_requests(server)
+
+    server.requests.clear()
+    subprocess.run([*detector, "--cleanup"], env=env, check=True, timeout=60)
+    detector_requests += _program_requests(server)
+
+    assert _denied(detector_requests, DETECTOR_SA) == []
+    assert _denied(matcher_requests, MATCHER_SA) == []
+    # The run exercised every permission it is meant to check.
+    done = {(r.verb, _request_target(r.path)[1]) for r in matcher_requests}
+    assert {
+        ("list", "nodes"),
+        ("watch", "nodes"),
+        ("list", "aimprofiles"),
+        ("patch", "aimclusterprofiles/status"),
+        ("patch", "aimprofiles/status"),
+        ("create", "events"),
+        ("create", "leases"),
+        ("update", "leases"),
+        ("list", "configmaps"),
+    } <= done
+    assert {(r.verb, _request_target(r.path)[1]) for r in detector_requests} == {
+        ("get", "nodes"),
+        ("patch", "nodes"),
+    }
+
+
+# --- Documentation links -----------------------------------------------------------------
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_docs_links_resolve():
+    docs = ROOT / "docs"
+    anchors = {
+        page.name: {_anchor(h) for h in re.findall(r"^#+ (.+)$", page.read_text(), re.M)}
+        for page in docs.glob("*.md")
+    }
+    broken = []
+    for page in docs.glob("*.md"):
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if "://" in target:
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in anchors.get(file.name, set()):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []

@@ -148,6 +148,32 @@ def test_unknown_model_is_no_generation_and_no_crash(tmp_path: Path) -> None:
     assert cpu.physical_cores == 8
 
 
+def _keep_cpuinfo_blocks(root: Path, count: int) -> None:
+    path = root / "proc/cpuinfo"
+    path.write_text("\n\n".join(path.read_text().split("\n\n")[:count]) + "\n\n")
+
+
+def _drop_cpuinfo_field(root: Path, field: str) -> None:
+    path = root / "proc/cpuinfo"
+    path.write_text("".join(x for x in path.read_text().splitlines(True) if field not in x))
+
+
+def test_virtualised_cpuinfo_is_not_trusted_for_counting(tmp_path: Path) -> None:
+    """LXCFS shows a container only its cpuset in /proc/cpuinfo; sysfs still has the node."""
+    root = build_host(tmp_path, "epyc-vm-masked")
+    _keep_cpuinfo_blocks(root, 4)
+    cpu = probe(root)
+    assert (cpu.sockets, cpu.physical_cores, cpu.logical_cpus) == (1, 8, 16)
+    assert cpu.warnings == ()
+
+
+def test_cpuinfo_without_core_ids_walks_sysfs(tmp_path: Path) -> None:
+    root = build_host(tmp_path, "intel-xeon")
+    _drop_cpuinfo_field(root, "core id")
+    cpu = probe(root)
+    assert (cpu.sockets, cpu.physical_cores, cpu.logical_cpus) == (2, 112, 224)
+
+
 def test_smt_disabled_counts_the_same_cores(tmp_path: Path) -> None:
     root = build_host(tmp_path, "epyc-vm-masked")
     (root / CPU_DIR / "online").write_text("0-7\n")
@@ -159,13 +185,23 @@ def test_old_kernel_without_core_cpus_list(tmp_path: Path) -> None:
     root = build_host(tmp_path, "epyc-vm-masked")
     for path in (root / CPU_DIR).glob("cpu*/topology/core_cpus_list"):
         path.unlink()
+    _drop_cpuinfo_field(root, "core id")  # so that the sysfs walk is what counts
     assert probe(root).physical_cores == 8
 
 
 def test_garbled_topology_falls_back_to_cpuinfo(hosts_dir: Path) -> None:
     cpu = probe(shared_host(hosts_dir, "epyc-zen4-topology-garbled"))
     assert (cpu.sockets, cpu.physical_cores, cpu.logical_cpus) == (2, 192, 384)
-    assert "cpu7/topology/core_cpus_list" in cpu.warnings[0]
+    assert "system/cpu/online: garbled" in cpu.warnings[0]
+
+
+def test_garbled_core_list_in_the_walk_falls_back_to_cpuinfo(tmp_path: Path) -> None:
+    root = build_host(tmp_path, "epyc-vm-masked")
+    _keep_cpuinfo_blocks(root, 12)  # cpuinfo and sysfs disagree: walk sysfs
+    garble(root / CPU_DIR / "cpu3/topology/core_cpus_list")
+    cpu = probe(root)
+    assert (cpu.physical_cores, cpu.logical_cpus) == (8, 12)  # what cpuinfo can still tell
+    assert "cpu3/topology/core_cpus_list: garbled" in cpu.warnings[0]
 
 
 def test_missing_sysfs_topology_falls_back_to_cpuinfo(tmp_path: Path) -> None:
@@ -173,13 +209,13 @@ def test_missing_sysfs_topology_falls_back_to_cpuinfo(tmp_path: Path) -> None:
     shutil.rmtree(root / CPU_DIR)
     cpu = probe(root)
     assert (cpu.sockets, cpu.physical_cores, cpu.logical_cpus) == (2, 112, 224)
+    assert "counting cores from" in cpu.warnings[0]
 
 
 def test_no_topology_anywhere_is_an_error(tmp_path: Path) -> None:
     root = build_host(tmp_path, "epyc-vm-masked")
     shutil.rmtree(root / CPU_DIR)
-    path = root / "proc/cpuinfo"
-    path.write_text("".join(x for x in path.read_text().splitlines(True) if "core id" not in x))
+    _drop_cpuinfo_field(root, "core id")
     with pytest.raises(ProbeError, match="core id"):
         probe(root)
 

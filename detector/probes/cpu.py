@@ -5,11 +5,16 @@ every socket of a node carries the same part. The generation comes from the kern
 family/model table (detector.cpu_generations), so a VM whose brand is masked
 (``model name : AMD EPYC``) still resolves.
 
-Physical cores are counted over the online CPUs of ``<sysfs>/devices/system/cpu``: each core is
-one ``core_cpus_list`` (``thread_siblings_list`` on old kernels) group, so SMT siblings count once
-and every socket is included. When the sysfs topology cannot be read, the ``physical id`` /
-``core id`` pairs of ``/proc/cpuinfo`` are counted instead (with a warning); when neither can be
-read the probe raises ProbeError rather than guess.
+Physical cores are counted over the online CPUs, SMT siblings once, all sockets included:
+
+* ``/proc/cpuinfo`` lists the online CPUs with their ``physical id`` and ``core id``; when its
+  processor count equals the sysfs ``devices/system/cpu/online`` list, the distinct pairs are
+  the cores (two file reads, which matters on a 384-CPU node).
+* Otherwise (cpuinfo virtualised by LXCFS, fields missing, CPUs going on- or offline while we
+  read) the sysfs topology of every online CPU is walked: each core is one ``core_cpus_list``
+  (``thread_siblings_list`` on old kernels) group, its socket ``physical_package_id``.
+* If that walk fails too, the cpuinfo pairs are used with a warning; with neither, the probe
+  raises ProbeError rather than guess.
 
 Which CPUs count as EPYC (``is_epyc``, the only ones that get an ``EPYC_ZEN<N>`` label):
 
@@ -138,21 +143,56 @@ def _sysfs_topology(sysfs: Path) -> tuple[int, int, int]:
     return len(packages), cores, len(online)
 
 
-def _cpuinfo_topology(path: Path, text: str) -> tuple[int, int, int]:
-    """(sockets, physical cores, logical CPUs) from cpuinfo's physical id / core id pairs."""
-    processors = [block for block in _blocks(text) if "processor" in block]
-    pairs: set[tuple[str, str]] = set()
-    for block in processors:
-        if "physical id" not in block or "core id" not in block:
+def _cpuinfo_pairs(text: str) -> list[tuple[str | None, str | None]]:
+    """(physical id, core id) of every processor in cpuinfo, None where a field is missing.
+
+    A line scan, not a full parse: cpuinfo of a big node is most of a megabyte.
+    """
+    pairs: list[tuple[str | None, str | None]] = []
+    package: str | None = None
+    core: str | None = None
+    started = False
+    for line in text.splitlines():
+        if line.startswith("processor"):
+            if started:
+                pairs.append((package, core))
+            started, package, core = True, None, None
+        elif line.startswith("physical id"):
+            package = line.partition(":")[2].strip()
+        elif line.startswith("core id"):
+            core = line.partition(":")[2].strip()
+    if started:
+        pairs.append((package, core))
+    return pairs
+
+
+def _pair_counts(pairs: list[tuple[str | None, str | None]]) -> tuple[int, int, int]:
+    return len({package for package, _ in pairs}), len(set(pairs)), len(pairs)
+
+
+def _count_cores(
+    roots: HostRoots, path: Path, text: str, warnings: list[str]
+) -> tuple[int, int, int]:
+    """(sockets, physical cores, logical CPUs); see the module docstring for the order."""
+    pairs = _cpuinfo_pairs(text)
+    complete = bool(pairs) and all(p is not None and c is not None for p, c in pairs)
+    try:
+        online: frozenset[int] | None = _online_cpus(roots.sysfs / _CPU_DIR)
+    except (OSError, BadFile, _TopologyUnavailable):
+        online = None
+    if complete and online is not None and len(online) == len(pairs):
+        return _pair_counts(pairs)
+    try:
+        return _sysfs_topology(roots.sysfs)
+    except _TopologyUnavailable as exc:
+        if not complete:
             raise ProbeError(
                 CPU_SOURCE,
-                f"no CPU topology: the sysfs topology is unreadable and {path} has no "
-                f"'physical id'/'core id' for processor {block.get('processor')}",
-            )
-        pairs.add((block["physical id"], block["core id"]))
-    if not processors:
-        raise ProbeError(CPU_SOURCE, f"{path} lists no processor")
-    return len({package for package, _ in pairs}), len(pairs), len(processors)
+                f"no CPU topology: the sysfs topology is unusable ({exc}) and {path} lacks "
+                "'physical id'/'core id' for some processor",
+            ) from exc
+        warnings.append(f"sysfs CPU topology unusable ({exc}); counting cores from {path}")
+        return _pair_counts(pairs)
 
 
 def _is_epyc(vendor: str, brand: str, generation: str | None) -> tuple[bool, str | None]:
@@ -188,11 +228,7 @@ def probe_cpu(roots: HostRoots) -> CpuFacts:
     is_epyc, why = _is_epyc(vendor, brand, generation)
     if why:
         warnings.append(why)
-    try:
-        sockets, cores, logical = _sysfs_topology(roots.sysfs)
-    except _TopologyUnavailable as exc:
-        warnings.append(f"sysfs CPU topology unusable ({exc}); counting cores from {path}")
-        sockets, cores, logical = _cpuinfo_topology(path, text)
+    sockets, cores, logical = _count_cores(roots, path, text, warnings)
     for message in warnings:
         log.warning("%s", message)
     return CpuFacts(

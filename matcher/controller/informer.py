@@ -141,6 +141,11 @@ class Informer(Generic[T]):
     def healthy(self) -> bool:
         return self._healthy
 
+    @property
+    def alive(self) -> bool:
+        """The informer thread is running (or was never started)."""
+        return self._thread is None or self._thread.is_alive()
+
     def _interrupt(self) -> None:
         """Unblock a thread reading a watch stream (shutdown() closes the socket under it)."""
         with self._response_lock:
@@ -178,7 +183,7 @@ class Informer(Generic[T]):
                 # resourceVersion loses nothing. Repeated failures fall back to a list.
                 if self._failures >= self._settings.failure_threshold:
                     need_list = True
-                self._stop.wait(self._delay())
+                self._stop.wait(max(self._delay(), _retry_after(exc)))
 
     # -- list -----------------------------------------------------------------------------
 
@@ -351,6 +356,15 @@ class Informer(Generic[T]):
         s = self._settings
         delay = min(s.backoff_cap, s.backoff_base * 2.0 ** min(self._failures - 1, 30))
         return float(delay * random.uniform(0.8, 1.2))
+
+
+def _retry_after(exc: BaseException) -> float:
+    """Seconds a 429/503 asked us to wait (``Retry-After``), capped; 0 when it did not."""
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        return min(60.0, float(headers.get("Retry-After", 0)))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _lines(response: Any) -> Iterator[bytes]:

@@ -265,7 +265,11 @@ class Controller:
         return self._config_error
 
     def healthy(self) -> bool:
-        return not self._stopping.is_set() and all(t.is_alive() for t in self._threads)
+        return (
+            not self._stopping.is_set()
+            and all(t.is_alive() for t in self._threads)
+            and all(informer.alive for informer in self.informers)
+        )
 
     def node(self, name: str) -> NodeView | None:
         """The cached projection of a node."""

@@ -38,8 +38,8 @@ class Faults:
     def fail_next(
         self,
         n: int = 1,
-        *,
         code: int = 500,
+        *,
         retry_after: float | None = None,
         drop_connection: bool = False,
         verb: str | None = None,
@@ -52,8 +52,8 @@ class Faults:
     def fail_ratio(
         self,
         ratio: float,
-        *,
         code: int = 500,
+        *,
         retry_after: float | None = None,
         drop_connection: bool = False,
         verb: str | None = None,

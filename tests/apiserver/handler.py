@@ -73,22 +73,23 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         verb, route = "", None
         self.route: Route | None = None
+        self.verb = ""
         try:
             route = self.route = self._route()
-            verb = self._verb(route)
+            verb = self.verb = self._verb(route)
             fault = self.app.faults.take(verb, self.req_path)
             if self.app.faults.latency:
                 time.sleep(self.app.faults.latency)
             if fault is not None:
                 if fault.drop_connection:
-                    self._drop()
                     self._record(verb, route, 0)
+                    self._drop()
                     return
-                headers = (
-                    {"Retry-After": str(int(fault.retry_after))}
-                    if fault.retry_after is not None
-                    else {}
-                )
+                headers = {}
+                if fault.retry_after is not None:
+                    # whole seconds as kube-apiserver sends; fractions as given, to keep tests fast
+                    ra = fault.retry_after
+                    headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
                 reason = {429: "TooManyRequests", 503: "ServiceUnavailable", 504: "Timeout"}.get(
                     fault.code, "InternalError"
                 )
@@ -107,6 +108,8 @@ class Handler(BaseHTTPRequestHandler):
         self._record(verb, route, self.status_sent)
 
     def _record(self, verb: str, route: Route | None, status: int) -> None:
+        """Record the request once, before its response goes out: a client that has its
+        answer can rely on finding the request in `srv.requests`."""
         if self.recorded:
             return
         self.recorded = True
@@ -322,13 +325,10 @@ class Handler(BaseHTTPRequestHandler):
     ) -> None:
         rt = route.rt
         if self._as_table():
-            objs = [
-                json.loads(self._render(route, e)) if rt.shares_storage_of else e.obj
-                for e in entries
-            ]
+            # Columns read the stored (core/v1) form, also for the events.k8s.io view.
             tbl = table(
                 rt,
-                objs,
+                [e.obj for e in entries],
                 str(rv or (entries[0].rv if entries else 0)),
                 self.query.get("includeObject", "Metadata"),
                 cont,
@@ -367,6 +367,7 @@ class Handler(BaseHTTPRequestHandler):
         self, code: int, payload: bytes, ctype: str = JSON, headers: dict[str, str] | None = None
     ) -> None:
         self.status_sent = code
+        self._record(self.verb, self.route, code)
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(payload)))
@@ -382,6 +383,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def start_chunked(self) -> None:
         self.status_sent = 200
+        self._record("watch", self.route, 200)
         self.send_response(200)
         ctype = "application/json;as=Table;v=v1;g=meta.k8s.io" if self._as_table() else JSON
         self.send_header("Content-Type", ctype)
@@ -389,7 +391,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
         self.wfile.flush()
-        self._record("watch", self.route, 200)
 
     def write_chunk(self, data: bytes) -> None:
         if data:

@@ -90,7 +90,8 @@ def _message(buf: bytes, name: str) -> dict[str, Any]:
             continue  # fields we do not model (timestamps, owner references) are dropped
         key, kind = schema[num]
         if kind == "str" and isinstance(val, bytes):
-            out[key] = val.decode()
+            if val:  # generated marshallers write empty strings; JSON would omit them
+                out[key] = val.decode()
         elif kind == "bytes":
             out[key] = val
         elif kind in ("int", "bool") and isinstance(val, int):

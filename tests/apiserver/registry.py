@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from . import cel, crds, events, meta, schema
+from . import admission, crds, events, meta
+from .apply import Path, applied_paths, apply
 from .errors import ApiError, Cause
 from .patch import json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceType, builtin_types
@@ -21,8 +22,8 @@ from .selectors import labels_match, parse_field_selector, parse_label_selector
 from .store import Entry, Key, Store
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-NAMESPACES = "/namespaces"
-CRDS = "apiextensions.k8s.io/customresourcedefinitions"
+NAMESPACES = admission.NAMESPACES
+CRDS = admission.CRDS
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Registry:
         self.store = store
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._lock = threading.RLock()
+        # server-side apply: (uid, field manager) -> the field paths it last applied
+        self._owned: dict[tuple[str, str], frozenset[Path]] = {}
         for rt in builtin_types():
             self.register(rt)
         for ns in DEFAULT_NAMESPACES:
@@ -98,7 +101,9 @@ class Registry:
         self, rt: ResourceType, ns: str | None, query: Mapping[str, str]
     ) -> ListResult:
         labels = parse_label_selector(query.get("labelSelector"))
-        fields = parse_field_selector(query.get("fieldSelector"), rt.kind)
+        fields = parse_field_selector(
+            query.get("fieldSelector"), rt.kind, events_v1=bool(rt.shares_storage_of)
+        )
         limit = int(query.get("limit") or 0)
         with self.store.lock:
             pairs = self.store.items(rt.key, ns)
@@ -157,10 +162,8 @@ class Registry:
                 )
         with self.store.lock:
             key = (ns or "", md["name"])
-            if self.store.get(rt.key, key) is not None:
-                raise ApiError.already_exists(rt.qualified, md["name"])
             if rt.namespaced and self.store.get(NAMESPACES, ("", ns or "")) is None:
-                raise ApiError.not_found("namespaces", ns or "")
+                raise ApiError.not_found("namespaces", ns or "")  # admission, before storage
             if rt.has_status and rt.is_custom:
                 obj.pop("status", None)  # status is only written through /status
             for f in meta.SERVER_FIELDS:
@@ -174,8 +177,10 @@ class Registry:
                 md["namespace"] = ns
             else:
                 md.pop("namespace", None)
-            _builtin_defaults(rt, obj)
-            warnings = self._admit(rt, obj, None, query)
+            admission.builtin_defaults(rt, obj)
+            warnings = admission.admit(rt, obj, None, query)
+            if self.store.get(rt.key, key) is not None:  # storage answers after validation
+                raise ApiError.already_exists(rt.qualified, md["name"])
             if query.get("dryRun") == "All":
                 return WriteResult(obj, True, warnings)
             md["resourceVersion"] = str(self.store.next_rv())
@@ -237,13 +242,21 @@ class Registry:
                     )
                 if not isinstance(patch, dict):
                     raise ApiError.bad_request("apply patch must be an object")
+                owner = query["fieldManager"]
                 if old is None:
                     if subresource:
                         raise ApiError.not_found(rt.qualified, name, rt.plural)
                     body = dict(patch)
                     body.setdefault("metadata", {})["name"] = name
-                    return self.create(rt, ns, body, query)
-                new = _apply(old.obj, patch)
+                    made = self.create(rt, ns, body, query)
+                    self._owned[(made.obj["metadata"]["uid"], owner)] = applied_paths(patch)
+                    return made
+                uid = old.obj["metadata"]["uid"]
+                new = apply(old.obj, patch, self._owned.get((uid, owner), frozenset()))
+                new = self._decode(rt, new)
+                result = self._replace(rt, ns, old, new, subresource=subresource, query=query)
+                self._owned[(uid, owner)] = applied_paths(patch)
+                return result
             elif old is None:
                 raise ApiError.not_found(rt.qualified, name, rt.plural)
             elif ptype == "application/merge-patch+json":
@@ -409,9 +422,9 @@ class Registry:
             if rt.namespaced:
                 md["namespace"] = ns
             md.pop("managedFields", None)
-        warnings = self._admit(rt, new, old.obj, query)
+        warnings = admission.admit(rt, new, old.obj, query)
         md["resourceVersion"] = old_md["resourceVersion"]
-        if rt.has_generation and _spec_changed(rt, old.obj, new):
+        if rt.has_generation and admission.spec_changed(rt, old.obj, new):
             md["generation"] = int(old_md.get("generation", 1)) + 1
         if new == old.obj:
             return WriteResult(old.obj, False, warnings)  # no-op: no new resourceVersion, no event
@@ -431,48 +444,6 @@ class Registry:
         entry = self.store.commit(rt.key, key, "DELETED", gone)
         self._after_commit(rt, "DELETED", entry.obj)
         return entry.obj
-
-    def _admit(
-        self,
-        rt: ResourceType,
-        obj: dict[str, Any],
-        old: dict[str, Any] | None,
-        query: Mapping[str, str],
-    ) -> list[str]:
-        """Validate (and for custom resources prune and default) `obj` in place."""
-        md = obj["metadata"]
-        causes = meta.name_causes(md["name"], dns_label=rt.key == NAMESPACES) if old is None else []
-        causes += meta.metadata_causes(md)
-        warnings: list[str] = []
-        if rt.key in ("/configmaps",):
-            causes += meta.string_map_causes(obj, "data") + meta.string_map_causes(
-                obj, "binaryData"
-            )
-        if rt.key == CRDS:
-            causes += crds.crd_causes(obj)
-        version = obj["apiVersion"].rsplit("/", 1)[-1]
-        sch = rt.schemas.get(version) if rt.is_custom else None
-        if sch is not None:
-            unknown: list[str] = []
-            pruned = schema.prune(obj, sch, "", unknown, root=True)
-            mode = query.get("fieldValidation", "Warn")
-            if unknown and mode == "Strict":
-                listed = ", ".join(f'unknown field "{u}"' for u in unknown)
-                raise ApiError.bad_request(
-                    f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: '
-                    f"strict decoding error: {listed}"
-                )
-            if unknown and mode != "Ignore":
-                warnings += [f'unknown field "{u}"' for u in unknown]
-            schema.apply_defaults(pruned, sch)
-            obj.clear()
-            obj.update(pruned)
-            causes += schema.validate(obj, sch, "", root=True)
-            if not causes:
-                causes += cel.check(obj, old if old is not None else cel.missing(), sch)
-        if causes:
-            raise ApiError.invalid(rt.kind, rt.group, md.get("name", ""), causes)
-        return warnings
 
     def _after_commit(self, rt: ResourceType, type_: str, obj: dict[str, Any]) -> None:
         if rt.key == CRDS:
@@ -516,29 +487,6 @@ def _check_namespace(rt: ResourceType, ns: str | None, md: dict[str, Any]) -> No
         raise ApiError.bad_request(
             "the namespace of the provided object does not match the namespace sent on the request"
         )
-
-
-def _builtin_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
-    if rt.key == NAMESPACES:
-        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
-        obj.setdefault("status", {}).setdefault("phase", "Active")
-        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"][
-            "name"
-        ]
-
-
-def _spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:
-    skip = {"metadata", "status"} if rt.has_status else {"metadata"}
-    a = {k: v for k, v in old.items() if k not in skip}
-    b = {k: v for k, v in new.items() if k not in skip}
-    return a != b
-
-
-def _apply(old: dict[str, Any], applied: dict[str, Any]) -> dict[str, Any]:
-    """Server-side apply, simplified: the applied configuration merges over the live object
-    (fields it omits are kept; no field ownership is tracked)."""
-    patch = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind")}
-    return dict(merge_patch(old, patch))
 
 
 def _encode_continue(rv: int, start: Key) -> str:

@@ -92,6 +92,13 @@ def _builtin(
 
 def builtin_types() -> list[ResourceType]:
     owner = {"metadata.ownerReferences": "uid"}
+    pod_keys = {
+        **owner,
+        "spec.containers": "name",
+        "spec.initContainers": "name",
+        "spec.volumes": "name",
+        "status.conditions": "type",
+    }
     node_keys = {**owner, "status.conditions": "type", "status.addresses": "type"}
     events_v1 = _builtin("events.k8s.io", "Event", "events", ns=True, short=("ev",), keys=owner)
     events_v1.shares_storage_of = "/events"
@@ -99,6 +106,8 @@ def builtin_types() -> list[ResourceType]:
         _builtin("", "Namespace", "namespaces", ns=False, short=("ns",), status=True, keys=owner),
         _builtin("", "Node", "nodes", ns=False, short=("no",), status=True, keys=node_keys),
         _builtin("", "ConfigMap", "configmaps", ns=True, short=("cm",), keys=owner),
+        # Pods are stored and listed only (nothing runs them), so `kubectl describe node` works.
+        _builtin("", "Pod", "pods", ns=True, short=("po",), status=True, keys=pod_keys),
         _builtin("", "Event", "events", ns=True, short=("ev",), keys=owner),
         events_v1,
         _builtin("coordination.k8s.io", "Lease", "leases", ns=True, keys=owner),

@@ -173,6 +173,18 @@ SUPPORTED_FIELDS: dict[str, frozenset[str]] = {
         }
     ),
     "Node": frozenset({"spec.unschedulable"}),
+    "Pod": frozenset(
+        {
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        }
+    ),
     "Namespace": frozenset({"status.phase"}),
 }
 
@@ -186,16 +198,27 @@ def _field_value(obj: Mapping[str, Any], path: str) -> str:
     for part in path.split("."):
         cur = cur.get(part) if isinstance(cur, Mapping) else None
     if cur is None:
-        return "false" if path == "spec.unschedulable" else ""
+        return "false" if path in ("spec.unschedulable", "spec.hostNetwork") else ""
     if isinstance(cur, bool):
         return "true" if cur else "false"
     return str(cur)
 
 
-def parse_field_selector(text: str | None, kind: str) -> FieldMatcher:
+# events.k8s.io/v1 field labels, in the core/v1 form Events are stored in.
+EVENTS_V1_FIELDS = {
+    "regarding.": "involvedObject.",
+    "reportingController": "reportingComponent",
+    "deprecatedSource": "source",
+}
+
+
+def parse_field_selector(text: str | None, kind: str, events_v1: bool = False) -> FieldMatcher:
     """Parse `metadata.name=x,metadata.namespace!=y` (400 for unsupported field labels)."""
     if not text or not text.strip():
         return lambda _obj: True
+    if events_v1:
+        for new, old in EVENTS_V1_FIELDS.items():
+            text = text.replace(new, old)
     terms: list[tuple[str, bool, str]] = []
     allowed = {"metadata.name", "metadata.namespace"} | SUPPORTED_FIELDS.get(kind, frozenset())
     for part in text.split(","):

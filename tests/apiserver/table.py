@@ -131,7 +131,28 @@ def _created(obj: Mapping[str, Any]) -> Any:
     return age((obj.get("metadata") or {}).get("creationTimestamp"))
 
 
+def _event_last_seen(obj: Mapping[str, Any]) -> Any:
+    series = obj.get("series") or {}
+    when = series.get("lastObservedTime") or obj.get("lastTimestamp") or obj.get("eventTime")
+    return age(when) or _created(obj)
+
+
+def _name(obj: Mapping[str, Any]) -> Any:
+    return (obj.get("metadata") or {}).get("name")
+
+
+def _pod_ready(obj: Mapping[str, Any]) -> str:
+    statuses = (obj.get("status") or {}).get("containerStatuses") or []
+    total = len((obj.get("spec") or {}).get("containers") or [])
+    return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
+
+
 BUILTIN_COLUMNS: dict[str, Builtin] = {
+    "/pods": [
+        ("Ready", "string", _pod_ready),
+        ("Status", "string", lambda o: (o.get("status") or {}).get("phase", "Pending")),
+        ("Age", "string", _created),
+    ],
     "/nodes": [
         ("Status", "string", _node_status),
         ("Roles", "string", _node_roles),
@@ -155,6 +176,7 @@ BUILTIN_COLUMNS: dict[str, Builtin] = {
         ("Age", "string", _created),
     ],
     "/events": [
+        ("Last Seen", "string", _event_last_seen),
         ("Type", "string", lambda o: o.get("type", "")),
         ("Reason", "string", lambda o: o.get("reason", "")),
         (
@@ -198,8 +220,10 @@ def table(
     include: str = "Metadata",
     cont: str = "",
 ) -> dict[str, Any]:
-    columns: list[dict[str, Any]] = [dict(NAME_COLUMN)]
-    cell_fns: list[Callable[[Mapping[str, Any]], Any]] = []
+    # kubectl shows Events with the name last and only in -o wide, as kube-apiserver's table does.
+    name_last = rt.key == "/events"
+    columns: list[dict[str, Any]] = [] if name_last else [dict(NAME_COLUMN)]
+    cell_fns: list[Callable[[Mapping[str, Any]], Any]] = [] if name_last else [_name]
     if rt.is_custom:
         printer = rt.printer_columns or (
             PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
@@ -221,11 +245,12 @@ def table(
                 {"name": name, "type": typ, "format": "", "description": "", "priority": 0}
             )
             cell_fns.append(_aged(fn) if typ == "date" else fn)
+        if name_last:
+            columns.append({**NAME_COLUMN, "priority": 1})
+            cell_fns.append(_name)
     rows = []
     for obj in objs:
-        row: dict[str, Any] = {
-            "cells": [(obj.get("metadata") or {}).get("name")] + [f(obj) for f in cell_fns]
-        }
+        row: dict[str, Any] = {"cells": [f(obj) for f in cell_fns]}
         field = _object_field(obj, include)
         if field is not None:
             row["object"] = field

@@ -26,7 +26,9 @@ def serve_watch(h: Handler, route: Route) -> None:
     app, rt, ns = h.app, route.rt, route.ns
     store = app.store
     labels = parse_label_selector(h.query.get("labelSelector"))
-    fields = parse_field_selector(h.query.get("fieldSelector"), rt.kind)
+    fields = parse_field_selector(
+        h.query.get("fieldSelector"), rt.kind, events_v1=bool(rt.shares_storage_of)
+    )
     if route.name:  # /watch/namespaces/x/things/name is a watch on one object
         name = route.name
         by_name = parse_field_selector(f"metadata.name={name}", rt.kind)

@@ -1,0 +1,71 @@
+"""Admission for writes: validation (and, for custom resources, pruning, defaulting and CEL),
+built-in defaults, and the generation rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import cel, crds, meta, schema
+from .errors import ApiError
+from .resources import ResourceType
+
+NAMESPACES = "/namespaces"
+CRDS = "apiextensions.k8s.io/customresourcedefinitions"
+
+
+def admit(
+    rt: ResourceType,
+    obj: dict[str, Any],
+    old: dict[str, Any] | None,
+    query: Mapping[str, str],
+) -> list[str]:
+    """Validate (and for custom resources prune and default) `obj` in place."""
+    md = obj["metadata"]
+    causes = meta.name_causes(md["name"], dns_label=rt.key == NAMESPACES) if old is None else []
+    causes += meta.metadata_causes(md)
+    warnings: list[str] = []
+    if rt.key in ("/configmaps",):
+        causes += meta.string_map_causes(obj, "data") + meta.string_map_causes(obj, "binaryData")
+    if rt.key == CRDS:
+        causes += crds.crd_causes(obj)
+    version = obj["apiVersion"].rsplit("/", 1)[-1]
+    sch = rt.schemas.get(version) if rt.is_custom else None
+    if sch is not None:
+        unknown: list[str] = []
+        pruned = schema.prune(obj, sch, "", unknown, root=True)
+        mode = query.get("fieldValidation", "Warn")
+        if unknown and mode == "Strict":
+            listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise ApiError.bad_request(
+                f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: '
+                f"strict decoding error: {listed}"
+            )
+        if unknown and mode != "Ignore":
+            warnings += [f'unknown field "{u}"' for u in unknown]
+        schema.apply_defaults(pruned, sch)
+        obj.clear()
+        obj.update(pruned)
+        causes += schema.validate(obj, sch, "", root=True)
+        if not causes:
+            causes += cel.check(obj, old if old is not None else cel.missing(), sch)
+    if causes:
+        raise ApiError.invalid(rt.kind, rt.group, md.get("name", ""), causes)
+    return warnings
+
+
+def builtin_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:
+    if rt.key == NAMESPACES:
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        status = obj.setdefault("status", {})
+        status["phase"] = status.get("phase") or "Active"
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = obj["metadata"][
+            "name"
+        ]
+
+
+def spec_changed(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    skip = {"metadata", "status"} if rt.has_status else {"metadata"}
+    a = {k: v for k, v in old.items() if k not in skip}
+    b = {k: v for k, v in new.items() if k not in skip}
+    return a != b
