@@ -90,6 +90,13 @@ def main() -> int:
     # 1 means "some profile is NotAvailable": an answer, not a failure of the demo.
     if rc not in (0, 1):
         return rc
+    # The same profiles against this host alone: which of them could run here.
+    host_file = OUT / "this-host.yaml"
+    host_file.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [host]}))
+    banner("profiles this host alone can serve (aim-matcher check --nodes out/this-host.yaml)")
+    rc = subprocess.run([*check[:3], str(host_file), *check[4:]]).returncode
+    if rc not in (0, 1):
+        return rc
     print(
         "\nFull statuses: .venv/bin/aim-matcher check --nodes out/demo-nodes.yaml "
         "--profiles examples/profiles -o yaml"
