@@ -35,7 +35,7 @@ class GpuDevice:
     """One physical AMD GPU (one PCI device), however many partitions it shows."""
 
     bdf: str
-    """PCI address of the physical device, ``0000:05:00.0`` (function bits of partitions dropped)."""
+    """PCI address of the physical device, ``0000:05:00.0`` (partition function bits dropped)."""
     device_id: int
     """PCI device id, e.g. 0x74A1."""
     model: str | None
