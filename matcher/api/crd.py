@@ -43,9 +43,9 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Metric", "type": "string", "jsonPath": ".spec.metric"},
     {"name": "Precision", "type": "string", "jsonPath": ".spec.precision"},
-    {"name": "Type", "type": "string", "jsonPath": ".spec.type", "priority": 1},
-    {"name": "Primary", "type": "boolean", "jsonPath": ".spec.primary", "priority": 1},
-    {"name": "Version", "type": "string", "jsonPath": ".status.version", "priority": 1},
+    {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+    {"name": "Primary", "type": "boolean", "jsonPath": ".spec.primary"},
+    {"name": "Version", "type": "string", "jsonPath": ".status.version"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
