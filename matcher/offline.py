@@ -246,16 +246,29 @@ def _report(messages: list[str], prefix: str) -> None:
         print(f"{prefix}{message}", file=sys.stderr)
 
 
-def check_command(args: argparse.Namespace) -> int:
+def _load_and_evaluate(
+    args: argparse.Namespace,
+) -> tuple[Inputs, list[tuple[Profile, dict[str, Any]]]] | None:
+    """Both commands' first half: read the files, report what was wrong, evaluate the rest.
+
+    None when the inputs cannot be read at all (the error is already printed).
+    """
     notes: list[str] = []
     try:
         inputs = load_inputs(args, notes)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+        return None
     _report(notes, "note: ")
     _report(inputs.errors, "error: ")
-    results = evaluate_all(inputs, datetime.now(UTC))
+    return inputs, evaluate_all(inputs, datetime.now(UTC))
+
+
+def check_command(args: argparse.Namespace) -> int:
+    loaded = _load_and_evaluate(args)
+    if loaded is None:
+        return EXIT_INVALID
+    inputs, results = loaded
     print_statuses(results, args.output, sys.stdout)
     if inputs.errors:
         return EXIT_INVALID
@@ -272,15 +285,10 @@ def _ref(profile: Profile) -> dict[str, Any]:
 
 
 def select_command(args: argparse.Namespace) -> int:
-    notes: list[str] = []
-    try:
-        inputs = load_inputs(args, notes)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = _load_and_evaluate(args)
+    if loaded is None:
         return EXIT_INVALID
-    _report(notes, "note: ")
-    _report(inputs.errors, "error: ")
-    results = evaluate_all(inputs, datetime.now(UTC))
+    inputs, results = loaded
     selection = select(
         [p for p, _ in results],
         args.aim_id,
