@@ -72,7 +72,6 @@ run() { echo "\$ $*"; "$@"; echo; }
   run kubectl get node mi300x-cpx-0 -o jsonpath='{.metadata.labels}{"\n"}{.metadata.annotations}{"\n"}'
   run kubectl get aimclusterprofiles
   run kubectl get aimprofiles -A
-  run kubectl get aimclusterprofiles -o wide
   run kubectl get aimclusterprofile qwen-qwen3-32b-mi300x-lat-fp8 -o yaml
   run kubectl describe aimclusterprofile llama-3-1-405b-mi325x-lat-fp8
   run kubectl get aimclusterprofile qwen-qwen3-32b-mi355x-lat-fp4 \
