@@ -15,7 +15,9 @@ the real host, so the ``roots`` of the sysfs probe do not apply to it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import logging
 import re
 from collections.abc import Mapping
@@ -53,10 +55,17 @@ def _import_amdsmi() -> ModuleType:
     global _import_failure
     if _import_failure is not None:
         raise _unavailable(_import_failure)
+    # Without libamd_smi.so the wrapper prints its complaint to stdout before raising; stdout is
+    # the dry run's output (JSON included), so catch what it prints and log it instead.
+    printed = io.StringIO()
     try:
-        return importlib.import_module("amdsmi")
+        with contextlib.redirect_stdout(printed):
+            return importlib.import_module("amdsmi")
     except (ImportError, OSError, KeyError) as exc:
-        _import_failure = f"import amdsmi failed: {type(exc).__name__}: {exc}"
+        said = " ".join(printed.getvalue().split())
+        _import_failure = f"import amdsmi failed: {type(exc).__name__}: {exc}" + (
+            f" (it printed: {said})" if said else ""
+        )
         # Not installed at all is the normal case without ROCm: say so quietly.
         level = logging.INFO if type(exc) is ModuleNotFoundError else logging.WARNING
         raise _unavailable(_import_failure, level) from exc
