@@ -37,6 +37,7 @@ LATE_NODE = ("mi355x-0", "mi355x-8-dpx-nps2", {"amd.com/gpu": "8"})
 
 EXPECTED_CLUSTER = {
     "llama-3-1-405b-mi325x-lat-fp8": "NotAvailable",  # 16 GPUs, nodes have 8
+    "phi-2-epyc-zen4-lat-fp32": "Ready",  # the CPX node's EPYC 9654s
     "phi-2-epyc-zen5-lat-fp32": "Ready",
     "qwen-qwen3-32b-mi300x-cpx-nps4": "Ready",
     "qwen-qwen3-32b-mi300x-cpx-nps4-seed": "NotAvailable",  # amd.com/cpx-nps4: never advertised

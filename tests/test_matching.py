@@ -537,6 +537,7 @@ EXPECTED = {
     "llama-3-1-405b-mi325x-lat-fp8": ("NotAvailable", 0, "16 x MI325X", "HardwareNotAvailable"),
     "qwen-qwen3-32b-mi355x-lat-fp4": ("NotAvailable", 0, "1 x MI355X", "HardwareNotAvailable"),
     "phi-2-epyc-zen5-lat-fp32": ("Ready", 3, "32 x EPYC_ZEN5", "HardwareAvailable"),
+    "phi-2-epyc-zen4-lat-fp32": ("Ready", 5, "2 x EPYC_ZEN4", "HardwareAvailable"),
 }
 
 

@@ -72,7 +72,7 @@ def test_check_prints_a_kubectl_like_table_and_exits_1_when_something_is_not_ava
     assert rows["qwen-qwen3-32b-mi355x-lat-fp4"][2] == "NotAvailable"
     assert rows["small-model-cpu"][:3] == ["dev-team", "aimprofile/small-model-cpu", "Ready"]
     assert "No node has label feature.node.kubernetes.io/aim-accelerator.MI355X" in result.stdout
-    assert len(rows) == 9
+    assert len(rows) == 10
 
 
 def test_check_exits_0_when_every_profile_is_ready(tmp_path):
