@@ -338,8 +338,17 @@ def test_no_label_in_cluster_names_the_labels_that_exist():
     assert (condition.status, condition.reason) == ("False", "HardwareNotAvailable")
     assert condition.message == (
         "No node has label feature.node.kubernetes.io/aim-accelerator.MI355X; accelerator "
-        "labels in the cluster: EPYC_ZEN4 (1 node), EPYC_ZEN5 (1 node), MI300X (1 node)"
+        "labels in the cluster: EPYC_ZEN4, EPYC_ZEN5, MI300X"
     )
+
+
+def test_a_node_joining_with_a_known_model_leaves_no_label_messages_alone():
+    """The inventory names models, not node counts: a node joining or leaving does not
+    rewrite the status of every profile whose label no node has."""
+    p = profile({**GPU1, "acceleratorModel": "MI355X"})
+    before = evaluate(p, cluster_of(mi300x_node("a")), DEFAULT, NOW)
+    after = evaluate(p, cluster_of(mi300x_node("a"), mi300x_node("b")), DEFAULT, NOW)
+    assert before == after
 
 
 def test_no_detector_labels_at_all_is_said():
@@ -520,7 +529,7 @@ def test_partition_labels_are_not_accelerators_in_the_inventory():
         profile({**GPU1, "acceleratorModel": "MI325X"}), cluster_of(node), DEFAULT, NOW
     )
     assert hw_condition(status).message.endswith(
-        "accelerator labels in the cluster: MI300X (1 node)"
+        "accelerator labels in the cluster: MI300X"
     )
 
 

@@ -357,7 +357,8 @@ class Controller:
                 return  # a status heartbeat: nothing the matcher sees changed
             affected = self._index.affected_by_node(old, new)
             if _accelerator_keys(old) != _accelerator_keys(new):
-                # NotAvailable messages list the cluster's accelerator labels and counts.
+                # NotAvailable messages name the accelerator models the cluster has; the writer
+                # skips the ones whose status comes out unchanged.
                 for label_key in self._index.label_keys():
                     if not self._cluster.nodes_with_key(label_key):
                         affected |= self._index.with_label(label_key)

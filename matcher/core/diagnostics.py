@@ -6,7 +6,6 @@ identical status and the controller writes nothing.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from fractions import Fraction
 
@@ -77,15 +76,19 @@ def _advertised_hint(cluster: ClusterIndex, missing: tuple[str, ...]) -> str:
 
 
 def accelerator_inventory(cluster: ClusterIndex) -> str:
-    """``EPYC_ZEN4 (3 nodes), MI300X (4 nodes)``: the accelerator labels the cluster has."""
+    """``EPYC_ZEN4, MI300X``: the accelerator labels the cluster has.
+
+    Names only, no node counts: this text lands in the status of every profile whose label no
+    node has, and counts would rewrite all of those statuses whenever any node joined, left or
+    was relabelled. The set of names changes only when a model appears or disappears.
+    """
 
     def compute() -> str:
-        counts = Counter[str]()
-        for key in cluster.label_keys():
-            accel = accelerator_id_of(key)
-            if accel is not None:
-                counts[accel] = len(cluster.nodes_with_key(key))
-        listed = [f"{a} ({_plural(n, 'node')})" for a, n in sorted(counts.items())]
+        listed = sorted(
+            accel
+            for key in cluster.label_keys()
+            if (accel := accelerator_id_of(key)) is not None and cluster.nodes_with_key(key)
+        )
         if len(listed) > _MAX_LISTED:
             listed = [*listed[:_MAX_LISTED], f"and {len(listed) - _MAX_LISTED} more"]
         return ", ".join(listed)
