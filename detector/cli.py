@@ -163,14 +163,12 @@ OPTIONS = (
            "running", metavar="N"),
     # host
     Option("--host-root", "AIM_DETECTOR_HOST_ROOT", Path, None,
-           "root of the host's file system; sets sysfs, procfs and dev roots to "
-           "<root>/sys, <root>/proc, <root>/dev", "host", metavar="DIR"),
+           "root of the host's file system; sets the sysfs and procfs roots to "
+           "<root>/sys and <root>/proc", "host", metavar="DIR"),
     Option("--sysfs-root", "AIM_DETECTOR_SYSFS_ROOT", Path, None,
            "sysfs mount (default /sys, or <host-root>/sys)", "host", metavar="DIR"),
     Option("--procfs-root", "AIM_DETECTOR_PROCFS_ROOT", Path, None,
            "procfs mount (default /proc, or <host-root>/proc)", "host", metavar="DIR"),
-    Option("--dev-root", "AIM_DETECTOR_DEV_ROOT", Path, None,
-           "device directory (default /dev, or <host-root>/dev)", "host", metavar="DIR"),
     Option("--gpu-backend", "AIM_DETECTOR_GPU_BACKEND", _choice(GPU_BACKENDS), "auto",
            "auto: amdsmi when it loads, else sysfs", "host",
            metavar="{auto,amdsmi,sysfs}"),
@@ -263,7 +261,6 @@ def host_roots(args: argparse.Namespace) -> HostRoots:
     return HostRoots(
         sysfs=args.sysfs_root or base.sysfs,
         procfs=args.procfs_root or base.procfs,
-        dev=args.dev_root or base.dev,
     )
 
 

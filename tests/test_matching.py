@@ -528,9 +528,7 @@ def test_partition_labels_are_not_accelerators_in_the_inventory():
     status = evaluate(
         profile({**GPU1, "acceleratorModel": "MI325X"}), cluster_of(node), DEFAULT, NOW
     )
-    assert hw_condition(status).message.endswith(
-        "accelerator labels in the cluster: MI300X"
-    )
+    assert hw_condition(status).message.endswith("accelerator labels in the cluster: MI300X")
 
 
 # --- the example cluster ----------------------------------------------------------------------

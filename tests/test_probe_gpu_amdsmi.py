@@ -145,6 +145,14 @@ def test_all_handles_unreadable_is_an_error(fake_amdsmi: Any) -> None:
         probe_gpus(HostRoots(), "amdsmi")
 
 
+def test_one_unreadable_gpu_fails_the_probe_instead_of_undercounting(fake_amdsmi: Any) -> None:
+    gpus = amdsmi_gpus("mi300x-8-spx-nps1")
+    gpus[3] = {**gpus[3], "device_id": 0}  # asic info without a device id, as "N/A"
+    configure(fake_amdsmi, gpus=gpus)
+    with pytest.raises(ProbeError, match="amdsmi listed GPUs but 1 could not be read"):
+        probe_gpus(HostRoots(), "amdsmi")
+
+
 def test_missing_libamd_smi_is_backend_unavailable_and_not_retried(
     monkeypatch: pytest.MonkeyPatch,
     isolated_amdsmi: None,

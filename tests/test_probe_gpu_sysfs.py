@@ -192,18 +192,18 @@ def test_kfd_gpus_without_amd_pci_device_are_used(tmp_path: Path) -> None:
     assert any("PCI shows no AMD GPU" in w for w in facts.warnings)
 
 
-def test_garbled_and_truncated_files_skip_only_their_device(hosts_dir: Path) -> None:
+def test_garbled_and_truncated_gpu_files_fail_the_probe_naming_them(
+    hosts_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two of eight GPUs unreadable: reporting six would change the labels from bad input, so
+    the probe fails (the agent keeps its last good GPU labels), and says which files."""
     root = shared_host(hosts_dir, "mi300x-8-garbled")
-    facts = probe(root)
-    bdfs = [d.bdf for d in facts.devices]
-    assert len(bdfs) == 6
-    assert "0000:25:00.0" not in bdfs  # garbled `device`
-    assert "0000:45:00.0" not in bdfs  # truncated `current_compute_partition`
-    text = "\n".join(facts.warnings)
+    with pytest.raises(ProbeError, match="2 of 8 AMD GPU device") as failure:
+        probe(root)
+    text = str(failure.value)
     assert "0000:25:00.0/device: garbled" in text
     assert "current_compute_partition: truncated" in text
-    assert "nodes/7/properties: truncated" in text
-    assert all(d.partitions == 1 and d.model == "MI300X" for d in facts.devices)
+    assert "0000:25:00.0/device: garbled" in caplog.text  # logged as found
 
 
 def test_every_candidate_unreadable_is_an_error_not_zero_gpus(tmp_path: Path) -> None:
@@ -221,12 +221,29 @@ def test_garbled_file_of_a_non_gpu_device_changes_nothing(tmp_path: Path) -> Non
     assert probe(root) == GpuFacts(source="sysfs")
 
 
-def test_unknown_partition_mode_skips_the_device(tmp_path: Path) -> None:
+def test_unknown_partition_mode_fails_the_probe(tmp_path: Path) -> None:
     root = build_host(tmp_path, "mi300x-8-spx-nps1", SMALL_CPU)
     (root / "sys/bus/pci/devices/0000:05:00.0/current_compute_partition").write_text("XPX\n")
-    facts = probe(root)
-    assert len(facts.devices) == 7
-    assert any("expected one of CPX, DPX, QPX, SPX, TPX, got 'XPX'" in w for w in facts.warnings)
+    with pytest.raises(ProbeError, match="expected one of CPX, DPX, QPX, SPX, TPX, got 'XPX'"):
+        probe(root)
+
+
+def test_unreadable_class_of_a_non_amd_device_changes_nothing(tmp_path: Path) -> None:
+    root = build_host(tmp_path, "epyc-zen4-2s", SMALL_CPU)
+    garble(root / "sys/bus/pci/devices/0000:0a:00.0/class")  # a NIC: its vendor still rules it out
+    assert probe(root) == GpuFacts(source="sysfs")
+
+
+def test_unreadable_class_of_an_amd_gpu_fails_the_probe(tmp_path: Path) -> None:
+    root = build_host(tmp_path, "mi210-4", SMALL_CPU)
+    gpu = next(
+        link
+        for link in sorted((root / "sys/bus/pci/devices").iterdir())
+        if (link / "device").read_text() == "0x740f\n"
+    )
+    garble(gpu / "class")
+    with pytest.raises(ProbeError, match=f"{gpu.name}/class: garbled"):
+        probe(root)
 
 
 def test_bad_informational_file_keeps_the_device(tmp_path: Path) -> None:

@@ -82,6 +82,20 @@ def test_garbled_file_is_rewritten(tmp_path):
     assert nfd_labels(tmp_path / FILE_NAME) == LABELS
 
 
+def test_garbled_lines_cost_only_themselves(tmp_path):
+    """A restarted agent keeps what it can still read of its previous file."""
+    (tmp_path / FILE_NAME).write_bytes(
+        render(LABELS).encode() + b"aim-accelerator.MI325X=\xff\xfe\n"
+    )
+    assert NfdPublisher(tmp_path).read() == LABELS
+
+
+def test_unreadable_file_is_an_error_not_an_empty_file(tmp_path):
+    (tmp_path / FILE_NAME).mkdir()  # reading it fails with IsADirectoryError
+    with pytest.raises(PublishError, match="cannot read"):
+        NfdPublisher(tmp_path).read()
+
+
 def test_parse_skips_comments_blank_and_foreign_lines():
     text = "# +expiry-time=2030-01-01T00:00:00Z\n\ncpu-foo=true\n aim-accelerator.MI300X = 8 \n"
     assert parse(text) == {MI300X: "8"}

@@ -121,15 +121,18 @@ def _collect(amdsmi: Any, warnings: list[str]) -> tuple[GpuDevice, ...]:
     except error as exc:
         raise _unavailable(f"amdsmi_get_processor_handles failed: {exc}") from exc
     groups: dict[str, list[object]] = {}
+    unread = 0  # handles and devices skipped because amdsmi could not say what they are
     for handle in handles:
         try:
             raw_bdf = amdsmi.amdsmi_get_gpu_device_bdf(handle)
         except error as exc:
             warnings.append(f"amdsmi handle skipped: no BDF ({exc})")
+            unread += 1
             continue
         bdf = _physical_bdf(raw_bdf)
         if bdf is None:
             warnings.append(f"amdsmi handle skipped: malformed BDF {raw_bdf!r}")
+            unread += 1
             continue
         groups.setdefault(bdf, []).append(handle)
     devices = []
@@ -139,10 +142,12 @@ def _collect(amdsmi: Any, warnings: list[str]) -> tuple[GpuDevice, ...]:
             asic = amdsmi.amdsmi_get_gpu_asic_info(first)
         except error as exc:
             warnings.append(f"{bdf} skipped: amdsmi_get_gpu_asic_info failed ({exc})")
+            unread += 1
             continue
         device_id = _device_id(asic.get("device_id"))
         if device_id is None:
             warnings.append(f"{bdf} skipped: no device id in asic info ({asic.get('device_id')!r})")
+            unread += 1
             continue
         model = model_for(device_id)
         if model is None:
@@ -164,8 +169,13 @@ def _collect(amdsmi: Any, warnings: list[str]) -> tuple[GpuDevice, ...]:
                 vram_mib=_vram_mib(vram),
             )
         )
-    if handles and not devices:
-        raise ProbeError(GPU_SOURCE, f"amdsmi listed GPUs but none could be read: {warnings}")
+    if unread:
+        # One GPU (or partition) left out would change the labels from a read error: fail the
+        # probe so that the agent keeps its last good GPU labels.
+        for message in warnings:
+            log.warning("%s", message)
+        what = "none could be read" if not devices else f"{unread} could not be read"
+        raise ProbeError(GPU_SOURCE, f"amdsmi listed GPUs but {what}: {'; '.join(warnings)}")
     return tuple(devices)
 
 

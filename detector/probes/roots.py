@@ -1,6 +1,6 @@
-"""Where the probes look: the roots of sysfs, procfs and /dev.
+"""Where the probes look: the roots of sysfs and procfs.
 
-All three are configurable so that tests point the probes at fixture trees and a containerised
+Both are configurable so that tests point the probes at fixture trees and a containerised
 agent reads the host's trees mounted elsewhere (``--host-root /host`` -> ``/host/sys`` ...).
 """
 
@@ -14,10 +14,12 @@ from pathlib import Path
 class HostRoots:
     sysfs: Path = Path("/sys")
     procfs: Path = Path("/proc")
-    dev: Path = Path("/dev")
 
     @classmethod
     def from_host_root(cls, root: Path | str) -> HostRoots:
-        """``/host`` -> ``/host/sys``, ``/host/proc``, ``/host/dev``."""
+        """``/host`` -> ``/host/sys``, ``/host/proc``.
+
+        (amdsmi needs no root: it opens the real ``/dev/kfd`` and ``/dev/dri`` itself.)
+        """
         base = Path(root)
-        return cls(sysfs=base / "sys", procfs=base / "proc", dev=base / "dev")
+        return cls(sysfs=base / "sys", procfs=base / "proc")

@@ -17,9 +17,13 @@ What counts, and why:
   already proved the GPUs, the probe still reports them (partition counts then come from the
   mode files) and adds a warning; when PCI proved nothing, the probe raises ProbeError so the
   agent keeps its previous GPU labels instead of removing them.
-* A garbled or truncated file of one device skips that device with a warning; the probe never
-  guesses a model. If every candidate device was unreadable the probe raises ProbeError rather
-  than report zero GPUs. An unknown AMD device id is reported with ``model=None`` (no label).
+* A garbled or truncated file of an AMD GPU is logged (naming the file) and that device is
+  skipped, and the probe then raises ProbeError: a count that silently left one GPU out would
+  change the node's labels from bad input, so the agent keeps its last good GPU labels and
+  reports itself unhealthy instead. The probe never guesses a model. A bad file of another
+  device (a NIC, a bridge) changes nothing, and neither does a bad informational file
+  (``numa_node``, VRAM size) of a GPU. An unknown AMD device id is reported with
+  ``model=None`` (no label).
 """
 
 from __future__ import annotations
@@ -98,15 +102,22 @@ def _optional_int(path: Path, report: _Report) -> int | None:
 
 
 def _is_amd_gpu(device_dir: Path) -> bool:
-    """Class, then vendor; raises OSError/BadFile for unreadable files.
+    """Class, then vendor. Raises OSError/BadFile only for a device that may be an AMD GPU.
 
     The class goes first so that a bad ``vendor`` file of a NIC or bridge never makes a device
-    a "candidate we could not read".
+    a "candidate we could not read"; when the class itself is unreadable, a readable vendor
+    other than AMD's still rules the device out.
     """
     class_path = device_dir / "class"
-    if parse_hex(class_path, read_attr(class_path), 6) >> 16 not in _GPU_CLASSES:
-        return False
     vendor_path = device_dir / "vendor"
+    try:
+        pci_class = parse_hex(class_path, read_attr(class_path), 6)
+    except (OSError, BadFile):
+        if parse_hex(vendor_path, read_attr(vendor_path), 4) != AMD_GPU_VENDOR_ID:
+            return False
+        raise
+    if pci_class >> 16 not in _GPU_CLASSES:
+        return False
     return parse_hex(vendor_path, read_attr(vendor_path), 4) == AMD_GPU_VENDOR_ID
 
 
@@ -232,9 +243,11 @@ def probe_sysfs_gpus(roots: HostRoots) -> GpuFacts:
     pci = _scan_pci(roots.sysfs, report)
     kfd = read_kfd_topology(roots.sysfs, report.warnings)
     gpus, skipped = pci if pci is not None else ([], 0)
-    if skipped and not gpus:
+    if skipped:
         raise ProbeError(
-            GPU_SOURCE, f"every candidate GPU device was unreadable: {report.warnings}"
+            GPU_SOURCE,
+            f"{skipped} of {skipped + len(gpus)} AMD GPU device(s) unreadable, so the GPU "
+            f"count is unknown: {'; '.join(report.warnings)}",
         )
     if gpus:
         devices = _from_pci(gpus, kfd, report)

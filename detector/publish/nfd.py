@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from detector.labels import PREFIX_DOMAIN, is_owned_key, nfd_feature_name
+from detector.labels import PREFIX_DOMAIN, is_owned_key, is_valid_label_value, nfd_feature_name
 from detector.publish import PublishError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def parse(text: str) -> dict[str, str]:
             continue
         name, _, value = line.partition("=")
         key = f"{PREFIX_DOMAIN}/{name.strip()}"
-        if is_owned_key(key):
+        if is_owned_key(key) and is_valid_label_value(value.strip()):
             labels[key] = value.strip()
     return labels
 
@@ -58,8 +58,24 @@ class NfdPublisher:
         self.target = f"nfd:{self.path}"
 
     def read(self) -> dict[str, str]:
-        text = self._read_text()
-        return parse(text) if text is not None else {}
+        """What a previous run wrote: the labels to keep while a probe fails after a restart.
+
+        An I/O error is a PublishError (the cycle is retried), not "nothing was written".
+        Garbled bytes cost only the lines they are on.
+        """
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as err:
+            raise PublishError(f"cannot read {self.path}: {err}") from err
+        text = data.decode("utf-8", errors="replace")
+        if "\ufffd" in text:
+            log.warning(
+                "features file partly garbled; keeping the lines that still parse",
+                extra={"kv": {"path": str(self.path)}},
+            )
+        return parse(text)
 
     def publish(self, labels: Mapping[str, str]) -> bool:
         for key in labels:

@@ -141,6 +141,10 @@ def crd(kind: str) -> dict[str, Any]:
     plural = info["plural"]
     status = model_schema(ProfileStatus)
     status["description"] = "Observed state, written by the AIM matcher."
+    # The API server drops status on create and applies defaults only inside objects that
+    # exist: an empty default for the object itself is what makes status.status read as
+    # Pending before the matcher's first write.
+    status["default"] = {}
     spec = model_schema(info["spec"])
     spec["description"] = "Desired runtime configuration."
     return {
