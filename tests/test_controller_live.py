@@ -7,12 +7,15 @@ Writes are counted in the server's request log.
 
 from __future__ import annotations
 
+import time
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from matcher.controller.leader import micro_time
 from tests.controller_support import (
     GROUP,
     MI300X,
@@ -373,6 +376,112 @@ def test_degraded_while_nodes_cannot_be_listed_then_recovers(kube, apis, world, 
     kube.server.faults.clear()
     wait_phases(custom, world, timeout=10)
     assert controller.nodes_error is None
+
+
+def test_degraded_at_startup_while_nodes_cannot_be_listed(kube, apis, world):
+    """The node list fails from the start: profiles show Degraded, not no status at all."""
+    _, custom = apis
+    kube.server.faults.fail_next(1000, code=500, path_contains="/api/v1/nodes")
+    c = start_controller(kube)
+    try:
+        degraded = {name: "Degraded" for name in world if name != "cpu-only"}
+        wait_phases(custom, degraded, timeout=10)
+        message = cluster_status(custom, "mi300x-1")["conditions"][0]["message"]
+        assert "cannot list or watch nodes" in message
+        assert "500" in message
+        assert c.nodes_error is not None
+        # A CPU-only profile is never Degraded; it waits for a node count rather than
+        # publishing zero.
+        assert phase(custom, "cpu-only") in (None, "Pending")
+        assert status_writes(kube.server, "cpu-only") == 0
+        # Ready means every cache synced, the node cache included.
+        assert not c.ready()
+        assert c.health is not None
+        assert _get(f"http://127.0.0.1:{c.health.port}/readyz")[0] == 503
+
+        kube.server.faults.clear()
+        wait_phases(custom, world, timeout=10)
+        assert c.ready()
+        recovered: Any = c.nodes_error  # (not narrowed by the assert above)
+        assert recovered is None
+        assert cluster_status(custom, "mi300x-1")["matchingNodes"] == 2
+        assert cluster_status(custom, "cpu-only")["matchingNodes"] == 4
+        # Degraded, then the truth: no half-filled status in between, nothing written twice.
+        assert writes_at_least(kube.server, 2, name="mi300x-1") == 2
+        assert writes_at_least(kube.server, 1, name="cpu-only") == 1
+    finally:
+        c.stop()
+
+
+def _lease_spec(holder: str, duration: int) -> dict[str, Any]:
+    now = micro_time(datetime.now(UTC))
+    return {
+        "holderIdentity": holder,
+        "leaseDurationSeconds": duration,
+        "acquireTime": now,
+        "renewTime": now,
+    }
+
+
+def test_a_leader_whose_lease_is_taken_stops_writing_at_once(kube, apis, world, controller):
+    core, custom = apis
+    wait_phases(custom, world)
+    assert controller.is_leader()
+    coordination = client.CoordinationV1Api(kube.api_client())
+    # Another replica takes the lease (a long one, so the controller cannot win it back here).
+    coordination.patch_namespaced_lease(
+        "aim-matcher", "default", {"spec": _lease_spec("matcher-intruder", 60)}
+    )
+    # Within about one retry period (0.2 s), far sooner than the 1.5 s renew deadline.
+    wait_for(lambda: not controller.is_leader(), timeout=1.0, what="leadership given up")
+    assert controller.leader is not None
+    assert controller.leader.holder == "matcher-intruder"
+    kube.server.requests.clear()
+    core.patch_node("mi325x-0", {"metadata": {"labels": {MI355X: "8"}}})
+    wait_for(lambda: MI355X in controller.node("mi325x-0").labels, what="change seen")
+    wait_for(lambda: len(controller.queue) == 0, what="queue drained")
+    time.sleep(0.5)  # a few retry periods as a follower
+    assert status_writes(kube.server, agent="matcher-a") == 0
+    assert phase(custom, "mi355x-1") == "NotAvailable"
+    # A follower again: it reads the lease but does not write it back.
+    assert kube.server.requests.count(verb="get", path_contains="/leases/") >= 1
+    lease_writes = [
+        r
+        for r in kube.server.requests
+        if r.verb in ("update", "patch", "create") and "/leases" in r.path
+    ]
+    assert lease_writes == []
+    assert not controller.is_leader()
+
+
+def test_lease_expiry_counts_the_holders_recorded_duration(kube, apis, world):
+    """A 3 s lease written by another replica is not taken over after this one's own 0.6 s."""
+    _, custom = apis
+    coordination = client.CoordinationV1Api(kube.api_client())
+    lease: Any = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "aim-matcher", "namespace": "default"},
+        "spec": _lease_spec("matcher-other", 3),
+    }
+    coordination.create_namespaced_lease("default", lease)
+    started = time.monotonic()
+    c = start_controller(kube, lease_duration=0.6, renew_deadline=0.4, retry_period=0.1)
+    try:
+        assert c.wait_synced(5)
+        # Well past this replica's own lease duration, short of the recorded one.
+        while time.monotonic() - started < 2.0:
+            assert not c.is_leader()
+            time.sleep(0.05)
+        assert status_writes(kube.server) == 0
+        wait_for(c.is_leader, timeout=3.0, what="takeover once the recorded duration passed")
+        assert time.monotonic() - started >= 2.9
+        wait_phases(custom, world)
+        lease = coordination.read_namespaced_lease("aim-matcher", "default")
+        assert lease.spec.holder_identity == "matcher-a"
+        assert lease.spec.lease_transitions == 1
+    finally:
+        c.stop()
 
 
 def _retry(call: Any, attempts: int = 50) -> Any:

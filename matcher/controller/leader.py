@@ -7,6 +7,11 @@ take the lease when they have seen no change to it for ``lease_duration``. Becau
 successful renew, it stops writing before anyone else can start: ``is_leader()`` is checked
 against the clock on every call, so a leader whose renew thread is stuck stops at once too.
 On shutdown the lease is released (holder cleared) so a follower takes over without waiting.
+
+A leader that reads the lease and finds another holder in it (someone took it over, by hand
+or after a pause of ours longer than the lease) stops leading at once rather than waiting for
+its renew deadline. Expiry counts the ``leaseDurationSeconds`` the holder recorded in the
+lease, as client-go does, so replicas with different settings agree on when a lease is free.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -47,6 +53,25 @@ class LeaderSettings:
                 "leader election needs retry_period < renew_deadline < lease_duration, got "
                 f"{self.retry_period} / {self.renew_deadline} / {self.lease_duration}"
             )
+
+
+class Attempt(Enum):
+    """The outcome of one try to acquire or renew the lease."""
+
+    #: We hold the lease (acquired or renewed).
+    HELD = "held"
+    #: The lease names another holder whose lease has not expired.
+    OTHER_HOLDER = "other-holder"
+    #: The lease could not be read or written (API error, 409 on write): try again.
+    FAILED = "failed"
+
+
+def recorded_duration(spec: Mapping[str, Any], default: float) -> float:
+    """The lease duration the holder wrote into the lease, else ``default``."""
+    value = spec.get("leaseDurationSeconds")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return default
 
 
 def micro_time(moment: datetime) -> str:
@@ -109,7 +134,7 @@ class LeaderElector:
     def run(self) -> None:
         s = self.settings
         while not self._stop.is_set():
-            if self._try_acquire_or_renew():
+            if self._try_acquire_or_renew() is Attempt.HELD:
                 with self._lock:
                     fresh = self._clock() - self._last_renew < s.renew_deadline
                 if not fresh:
@@ -127,7 +152,16 @@ class LeaderElector:
     def _renew_loop(self) -> None:
         s = self.settings
         while not self._stop.wait(s.retry_period):
-            while not self._try_acquire_or_renew():
+            while (attempt := self._try_acquire_or_renew()) is not Attempt.HELD:
+                if attempt is Attempt.OTHER_HOLDER:
+                    # Someone else holds the lease now: stop writing at once, follow again.
+                    log.warning(
+                        "lease taken over by %s",
+                        self.holder,
+                        extra={"lease": s.name, "identity": s.identity},
+                    )
+                    self._set_leading(False)
+                    return
                 if not self.is_leader() or self._stop.is_set():
                     self._set_leading(False)
                     return
@@ -150,7 +184,7 @@ class LeaderElector:
 
     # -- the lease ------------------------------------------------------------------------
 
-    def _try_acquire_or_renew(self) -> bool:
+    def _try_acquire_or_renew(self) -> Attempt:
         s = self.settings
         started = self._clock()
         now = micro_time(datetime.now(UTC))
@@ -158,7 +192,7 @@ class LeaderElector:
             current = self._read()
         except TRANSPORT_ERRORS as exc:
             log.warning("cannot read lease: %s", error_text(exc), extra={"lease": s.name})
-            return False
+            return Attempt.FAILED
         if current is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -176,10 +210,13 @@ class LeaderElector:
         spec = current.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         transitions = int(spec.get("leaseTransitions") or 0)
+        # The holder's own lease duration decides when its lease is free (client-go does the
+        # same): a replica with a shorter setting must not take over early.
+        duration = recorded_duration(spec, s.lease_duration)
         with self._lock:
-            expired = self._clock() - self._observed_at >= s.lease_duration
+            expired = self._clock() - self._observed_at >= duration
         if holder and holder != s.identity and not expired:
-            return False
+            return Attempt.OTHER_HOLDER
         if holder == s.identity:
             acquire = spec.get("acquireTime") or now
         else:
@@ -220,19 +257,20 @@ class LeaderElector:
         data: dict[str, Any] = json.loads(response.data)
         return data
 
-    def _write(self, started: float, call: Callable[[], Any]) -> bool:
+    def _write(self, started: float, call: Callable[[], Any]) -> Attempt:
         try:
             response = call()
         except TRANSPORT_ERRORS as exc:
-            # 409: someone else wrote the lease since we read it; they won this round.
+            # 409: someone else wrote the lease since we read it; they won this round. The
+            # retry reads it again and sees who holds it now.
             log.info("lease write failed: %s", error_text(exc), extra={"lease": self.settings.name})
-            return False
+            return Attempt.FAILED
         self._observe(json.loads(response.data))
         with self._lock:
             if self._leading and self._clock() - self._last_renew >= self.settings.renew_deadline:
                 self._lapsed = True
             self._last_renew = started
-        return True
+        return Attempt.HELD
 
     def _observe(self, lease: dict[str, Any]) -> None:
         raw = json.dumps(lease.get("spec") or {}, sort_keys=True)

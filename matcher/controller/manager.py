@@ -39,6 +39,7 @@ from matcher.controller.status_writer import PLURALS, ProfileKey, StatusWriter
 from matcher.controller.workqueue import ExponentialBackoff, WorkQueue
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
+from matcher.core.evaluate import is_cpu_only
 from matcher.core.nodes import NodeView, node_view
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ class Controller:
         self.queue: WorkQueue[ProfileKey] = WorkQueue(ExponentialBackoff(s.retry_base, s.retry_cap))
         self._stopping = threading.Event()
         self._synced = threading.Event()
+        # Workers run once every cache has synced, or once every cache but the node cache has
+        # and nodes cannot be listed: profiles then show Degraded instead of no status at all.
+        self._workable = threading.Event()
         self._threads: list[threading.Thread] = []
 
         core = client.CoreV1Api(api_client)
@@ -117,7 +121,7 @@ class Controller:
                 on_started_leading=self._started_leading,
             )
         self.reconciler = Reconciler(
-            profiles=self._profiles.get,
+            profiles=self._reconcilable,
             evaluate_locked=self._evaluate,
             writer=StatusWriter(custom),
             recorder=EventRecorder(core, s.identity) if s.events else None,
@@ -126,6 +130,7 @@ class Controller:
             on_event=lambda reason: self.metrics.events.labels(reason).inc(),
         )
         self.informers = self._informers(core, custom)
+        self._node_informer = self.informers[0]
         self.metrics.queue_depth.set_function(lambda: len(self.queue))
         self.metrics.is_leader.set_function(lambda: 1.0 if self.is_leader() else 0.0)
         self.metrics.nodes.set_function(lambda: len(self._cluster))
@@ -281,13 +286,30 @@ class Controller:
         return self._nodes_error
 
     def _check_synced(self) -> None:
-        if all(informer.synced.is_set() for informer in self.informers):
-            if not self._synced.is_set():
-                log.info(
-                    "caches synced",
-                    extra={"nodes": len(self._cluster), "profiles": len(self._profiles)},
-                )
-            self._synced.set()
+        with self._lock:
+            if all(informer.synced.is_set() for informer in self.informers):
+                if not self._synced.is_set():
+                    log.info(
+                        "caches synced",
+                        extra={"nodes": len(self._cluster), "profiles": len(self._profiles)},
+                    )
+                self._synced.set()
+                self._workable.set()
+                return
+            others_synced = all(
+                informer.synced.is_set()
+                for informer in self.informers
+                if informer is not self._node_informer
+            )
+            if not others_synced or self._nodes_error is None or self._workable.is_set():
+                return
+            log.warning(
+                "profile caches synced but nodes cannot be listed: profiles show Degraded",
+                extra={"profiles": len(self._profiles), "error": self._nodes_error},
+            )
+            self._workable.set()
+        # When the nodes come back, _nodes_health enqueues everything again.
+        self.enqueue_all()
 
     def _started_leading(self) -> None:
         # Whatever happened while we followed, bring every profile up to date.
@@ -304,8 +326,9 @@ class Controller:
 
     def _worker(self) -> None:
         while not self._stopping.is_set():
-            # Evaluating before every cache is filled would publish wrong statuses.
-            if not self._synced.wait(0.5):
+            # Evaluating before every cache is filled would publish wrong statuses; a node cache
+            # that cannot be filled is the exception (see _check_synced).
+            if not self._workable.wait(0.5):
                 continue
             key = self.queue.get()
             if key is None:
@@ -329,6 +352,22 @@ class Controller:
                 self.queue.forget(key)
             finally:
                 self.queue.done(key)
+
+    def _reconcilable(self, key: ProfileKey) -> CachedProfile | None:
+        """The cached profile, or None while it cannot be evaluated truthfully yet.
+
+        Before the node cache has ever synced, a CPU-only profile (never Degraded) would be
+        written with a node count of zero; it waits for the first node list instead.
+        """
+        cached = self._profiles.get(key)
+        if (
+            cached is not None
+            and cached.profile is not None
+            and not self._node_informer.synced.is_set()
+            and is_cpu_only(cached.profile.spec)
+        ):
+            return None
+        return cached
 
     def _evaluate(self, cached: CachedProfile) -> ProfileStatus:
         with self._lock:
@@ -355,6 +394,11 @@ class Controller:
                 self._cluster.remove(old.name)
             elif not self._cluster.upsert(new):
                 return  # a status heartbeat: nothing the matcher sees changed
+            if self._nodes_error is not None:
+                # The re-list that ends an outage: profiles stay Degraded until it is complete
+                # and _nodes_health enqueues every one of them, so no half-filled count is
+                # written in between.
+                return
             affected = self._index.affected_by_node(old, new)
             if _accelerator_keys(old) != _accelerator_keys(new):
                 # NotAvailable messages name the accelerator models the cluster has; the writer
@@ -370,6 +414,8 @@ class Controller:
             before = self._nodes_error
             self._nodes_error = None if ok else error
             changed = before != self._nodes_error
+        if not ok:
+            self._check_synced()
         if changed:
             if ok:
                 log.info("nodes can be listed again")
