@@ -4,16 +4,19 @@ metadata, status-subresource, generation, validation and no-op rules of kube-api
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import json
+import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from . import admission, crds, events, meta
+from . import admission, crds, events, meta, schema
 from .apply import Path, applied_paths, apply
 from .errors import ApiError, Cause
 from .patch import json_patch, merge_patch, strategic_merge_patch
@@ -34,6 +37,27 @@ class WriteResult:
 
 
 @dataclass
+class _Snapshot:
+    """The objects of one list at its first page's resourceVersion, sorted by key."""
+
+    id: str  # "" until a continue token names it
+    rkey: str
+    ns: str | None
+    rv: int
+    keys: list[Key]
+    entries: list[Entry]
+
+
+# Paged-list snapshots kept for continue tokens (least recently used go first); a token
+# whose snapshot is gone gets 410 Expired, as kube-apiserver answers after etcd compaction.
+SNAPSHOTS = 64
+CONTINUE_EXPIRED = (
+    "The provided continue parameter is too old to display a consistent list result. "
+    "You can start a new list without the continue parameter."
+)
+
+
+@dataclass
 class ListResult:
     entries: list[Entry]
     resource_version: int
@@ -48,6 +72,8 @@ class Registry:
         self._lock = threading.RLock()
         # server-side apply: (uid, field manager) -> the field paths it last applied
         self._owned: dict[tuple[str, str], frozenset[Path]] = {}
+        self._snap_lock = threading.Lock()
+        self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
         for rt in builtin_types():
             self.register(rt)
         for ns in DEFAULT_NAMESPACES:
@@ -95,38 +121,77 @@ class Registry:
         entry = self.store.get(rt.key, (ns or "", name))
         if entry is None:
             raise ApiError.not_found(rt.qualified, name, rt.plural)
-        return entry
+        return self.view(rt, entry)
+
+    def view(self, rt: ResourceType, entry: Entry) -> Entry:
+        """`entry` as a read returns it: kube-apiserver applies a CRD's structural defaults
+        when it decodes custom resources from etcd, so objects stored before their CRD gained
+        a default show it (without a write). Cached per stored entry and schema."""
+        if not rt.is_custom:
+            return entry
+        version = str(entry.obj.get("apiVersion", "")).rsplit("/", 1)[-1]
+        sch = rt.schemas.get(version) or rt.schemas.get(rt.storage_version)
+        if not sch or not schema.has_defaults(sch):
+            return entry
+        cached = entry._view
+        if cached is not None and cached[0] is sch:
+            return cached[1]
+        obj = copy.deepcopy(entry.obj)
+        schema.apply_defaults(obj, sch)
+        out = entry if obj == entry.obj else Entry(obj)
+        entry._view = (sch, out)
+        return out
 
     def list_entries(
         self, rt: ResourceType, ns: str | None, query: Mapping[str, str]
     ) -> ListResult:
+        """A list (page). Every page of one paged list is served from the snapshot taken by
+        its first page and reports that page's resourceVersion, as etcd-backed lists do."""
         labels = parse_label_selector(query.get("labelSelector"))
         fields = parse_field_selector(
             query.get("fieldSelector"), rt.kind, events_v1=bool(rt.shares_storage_of)
         )
-        limit = int(query.get("limit") or 0)
-        with self.store.lock:
-            pairs = self.store.items(rt.key, ns)
-            rv = self.store.rv
-            oldest = self.store.oldest_resumable()
-        start: tuple[str, str] | None = None
+        try:
+            limit = int(query.get("limit") or 0)
+        except ValueError as exc:
+            raise ApiError.bad_request(f"invalid limit: {query.get('limit')!r}") from exc
+        snap: _Snapshot | None = None
+        start = 0
         if query.get("continue"):
-            token_rv, start = _decode_continue(query["continue"])
-            if token_rv < oldest:
-                raise ApiError.gone(
-                    "The provided continue parameter is too old to display a consistent list "
-                    "result. "
-                    "You can start a new list without the continue parameter."
-                )
-        selected = [e for k, e in pairs if (start is None or k > start)]
+            token_rv, start_key, snap_id = _decode_continue(query["continue"])
+            with self.store.lock:
+                oldest = self.store.oldest_resumable()
+            with self._snap_lock:
+                snap = self._snapshots.get(snap_id)
+                if snap is not None:
+                    self._snapshots.move_to_end(snap_id)
+            if token_rv < oldest or snap is None or snap.rv != token_rv:
+                raise ApiError.gone(CONTINUE_EXPIRED)
+            if snap.rkey != rt.key or snap.ns != ns:
+                raise ApiError.bad_request("continue key is not valid: not for this list")
+            start = bisect.bisect_right(snap.keys, start_key)
+        else:
+            with self.store.lock:
+                pairs = self.store.items(rt.key, ns)
+                rv = self.store.rv
+            snap = _Snapshot("", rt.key, ns, rv, [k for k, _ in pairs], [e for _, e in pairs])
+        keys, entries = snap.keys[start:], snap.entries[start:]
         if labels or query.get("fieldSelector"):
-            selected = [e for e in selected if labels_match(labels, e.obj) and fields(e.obj)]
-        if limit and len(selected) > limit:
-            page = selected[:limit]
-            last = page[-1].obj["metadata"]
-            token = _encode_continue(rv, (last.get("namespace", ""), last["name"]))
-            return ListResult(page, rv, token, len(selected) - limit)
-        return ListResult(selected, rv)
+            chosen = [
+                i for i, e in enumerate(entries) if labels_match(labels, e.obj) and fields(e.obj)
+            ]
+            keys, entries = [keys[i] for i in chosen], [entries[i] for i in chosen]
+        if limit and len(entries) > limit:
+            if not snap.id:
+                snap.id = secrets.token_hex(8)
+                with self._snap_lock:
+                    self._snapshots[snap.id] = snap
+                    while len(self._snapshots) > SNAPSHOTS:
+                        self._snapshots.popitem(last=False)
+            token = _encode_continue(snap.rv, keys[limit - 1], snap.id)
+            page = [self.view(rt, e) for e in entries[:limit]]
+            return ListResult(page, snap.rv, token, len(entries) - limit)
+        return ListResult([self.view(rt, e) for e in entries], snap.rv)
 
     # -- writes --------------------------------------------------------------------------
     def create(
@@ -252,7 +317,9 @@ class Registry:
                     self._owned[(made.obj["metadata"]["uid"], owner)] = applied_paths(patch)
                     return made
                 uid = old.obj["metadata"]["uid"]
-                new = apply(old.obj, patch, self._owned.get((uid, owner), frozenset()))
+                new = apply(
+                    self.view(rt, old).obj, patch, self._owned.get((uid, owner), frozenset())
+                )
                 new = self._decode(rt, new)
                 result = self._replace(rt, ns, old, new, subresource=subresource, query=query)
                 self._owned[(uid, owner)] = applied_paths(patch)
@@ -262,7 +329,7 @@ class Registry:
             elif ptype == "application/merge-patch+json":
                 if not isinstance(patch, dict):
                     raise ApiError.bad_request("merge patch must be a JSON object")
-                new = merge_patch(old.obj, patch)
+                new = merge_patch(self.view(rt, old).obj, patch)
             elif ptype == "application/strategic-merge-patch+json":
                 if rt.is_custom:
                     raise ApiError.unsupported_media_type(ptype)
@@ -270,7 +337,7 @@ class Registry:
                     raise ApiError.bad_request("strategic merge patch must be a JSON object")
                 new = strategic_merge_patch(old.obj, patch, rt.merge_keys)
             elif ptype == "application/json-patch+json":
-                new = json_patch(old.obj, patch)
+                new = json_patch(self.view(rt, old).obj, patch)
             else:
                 raise ApiError.unsupported_media_type(ptype)
             if not isinstance(new, dict):
@@ -379,7 +446,8 @@ class Registry:
         subresource: str,
         query: Mapping[str, str],
     ) -> WriteResult:
-        """Update `old` to `new` under the store lock (caller holds it)."""
+        """Update `old` (the stored entry) to `new` under the store lock (caller holds it)."""
+        stored, old = old, self.view(rt, old)  # `old` as read: with on-read defaults
         if subresource and (subresource != "status" or not rt.has_status):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         old_md = old.obj["metadata"]
@@ -426,7 +494,7 @@ class Registry:
         md["resourceVersion"] = old_md["resourceVersion"]
         if rt.has_generation and admission.spec_changed(rt, old.obj, new):
             md["generation"] = int(old_md.get("generation", 1)) + 1
-        if new == old.obj:
+        if new == stored.obj:  # compared with what is stored, as etcd compares bytes
             return WriteResult(old.obj, False, warnings)  # no-op: no new resourceVersion, no event
         if query.get("dryRun") == "All":
             return WriteResult(new, False, warnings)
@@ -489,14 +557,19 @@ def _check_namespace(rt: ResourceType, ns: str | None, md: dict[str, Any]) -> No
         )
 
 
-def _encode_continue(rv: int, start: Key) -> str:
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": list(start)}).encode()
+def _encode_continue(rv: int, start: Key, snap_id: str) -> str:
+    """The token names the list snapshot and the last key served (as etcd's names the
+    resourceVersion and the key to continue after)."""
+    raw = json.dumps(
+        {"v": "meta.k8s.io/v1", "rv": rv, "start": list(start), "snapshot": snap_id}
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode()
 
 
-def _decode_continue(token: str) -> tuple[int, tuple[str, str]]:
+def _decode_continue(token: str) -> tuple[int, tuple[str, str], str]:
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data["rv"]), (str(data["start"][0]), str(data["start"][1]))
+        start = (str(data["start"][0]), str(data["start"][1]))
+        return int(data["rv"]), start, str(data.get("snapshot", ""))
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise ApiError.bad_request(f"continue key is not valid: {exc}") from exc

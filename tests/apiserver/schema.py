@@ -84,6 +84,29 @@ def prune(value: Any, schema: Schema, path: str, unknown: list[str], root: bool 
 
 
 # -- defaulting ------------------------------------------------------------------
+_HAS_DEFAULTS: dict[int, tuple[Schema, bool]] = {}
+
+
+def has_defaults(schema: Schema) -> bool:
+    """Whether `schema` declares a `default` anywhere (cached per schema object)."""
+    hit = _HAS_DEFAULTS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, Mapping):
+            if "default" in node:  # (a property named "default" only costs a no-op walk)
+                return True
+            return any(walk(v) for k, v in node.items() if k not in ("enum", "example"))
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+
+    found = walk(schema)
+    _HAS_DEFAULTS[id(schema)] = (schema, found)
+    return found
+
+
 def apply_defaults(value: Any, schema: Schema) -> Any:
     """Fill `default`s for absent properties of objects that exist (never creates parents)."""
     if isinstance(value, dict):

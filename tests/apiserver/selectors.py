@@ -47,7 +47,7 @@ def label_value_error(value: str) -> str | None:
 @dataclass(frozen=True)
 class Requirement:
     key: str
-    op: str  # "=", "!=", "in", "notin", "exists", "!"
+    op: str  # "=", "!=", "in", "notin", "exists", "!", ">", "<"
     values: tuple[str, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -57,13 +57,21 @@ class Requirement:
             return present
         if self.op == "!":
             return not present
+        if self.op in (">", "<"):
+            # Kubernetes: the label must exist and parse as an integer (else no match).
+            try:
+                have, want = int(value or ""), int(self.values[0])
+            except ValueError:
+                return False
+            return have > want if self.op == ">" else have < want
         if self.op in ("=", "in"):
             return present and value in self.values
         # "!=" and "notin" match objects without the key, as Kubernetes does.
         return not present or value not in self.values
 
 
-_TOKEN = re.compile(r"\s*(\(|\)|,|!=|==|=|!|[^\s(),!=]+)")
+_TOKEN = re.compile(r"\s*(\(|\)|,|!=|==|=|!|>|<|[^\s(),!=<>]+)")
+_INTEGER = re.compile(r"^[-+]?[0-9]+$")
 
 
 def _tokens(text: str) -> list[str]:
@@ -82,7 +90,8 @@ def _tokens(text: str) -> list[str]:
 
 
 def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
-    """Parse `a=b,c!=d,e in (f,g),h notin (i),j,!k` into requirements (400 on bad input)."""
+    """Parse `a=b,c!=d,e in (f,g),h notin (i),j,!k,n>5` into requirements (400 on bad
+    input; `in ()`/`notin ()` too, as Kubernetes requires a non-empty set)."""
     if not text or not text.strip():
         return ()
     toks = _tokens(text)
@@ -99,7 +108,7 @@ def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
         if i >= len(toks):
             raise fail("missing key")
         key = toks[i]
-        if key in ("(", ")", ",", "=", "==", "!="):
+        if key in ("(", ")", ",", "=", "==", "!=", ">", "<"):
             raise fail(f"unexpected {key!r}")
         if err := label_key_error(key):
             raise ApiError.bad_request(
@@ -121,6 +130,14 @@ def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
             if err := label_value_error(val):
                 raise ApiError.bad_request(f"invalid label value: {val!r}: {err}")
             reqs.append(Requirement(key, "!=" if nxt == "!=" else "=", (val,)))
+        elif nxt in (">", "<"):
+            i += 1
+            val = toks[i] if i < len(toks) and toks[i] not in (",", "(", ")") else ""
+            if val:
+                i += 1
+            if not _INTEGER.match(val):
+                raise fail(f"for 'Gt', 'Lt' operators, the value must be an integer (got {val!r})")
+            reqs.append(Requirement(key, nxt, (val,)))
         elif nxt in ("in", "notin"):
             i += 1
             if i >= len(toks) or toks[i] != "(":
@@ -137,7 +154,7 @@ def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
                 raise fail("missing ')'")
             i += 1
             if not vals:
-                vals = [""]  # `in ()` is an error upstream; an empty value is closest
+                raise fail("for 'in', 'notin' operators, values set can't be empty")
             reqs.append(Requirement(key, nxt, tuple(vals)))
         else:
             raise fail(f"unexpected {nxt!r} after key {key!r}")

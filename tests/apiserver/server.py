@@ -188,10 +188,13 @@ class ApiServer:
         """The stored object (a deep copy), or None; a shortcut for assertions."""
         rt = self.resource_type(api_version, kind)
         entry = self.store.get(rt.key, ((namespace or "default") if rt.namespaced else "", name))
-        return copy.deepcopy(entry.obj) if entry else None
+        return copy.deepcopy(self.registry.view(rt, entry).obj) if entry else None
 
     def list_objects(
         self, api_version: str, kind: str, namespace: str | None = None
     ) -> list[dict[str, Any]]:
         rt = self.resource_type(api_version, kind)
-        return [copy.deepcopy(e.obj) for _, e in self.store.items(rt.key, namespace)]
+        return [
+            copy.deepcopy(self.registry.view(rt, e).obj)
+            for _, e in self.store.items(rt.key, namespace)
+        ]

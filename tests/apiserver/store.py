@@ -25,6 +25,8 @@ class Entry:
 
     obj: dict[str, Any]
     _raw: bytes | None = None
+    # (schema, defaulted view) cached by Registry.view: defaults applied on read
+    _view: tuple[Any, Entry] | None = field(default=None, repr=False, compare=False)
 
     @property
     def raw(self) -> bytes:

@@ -48,7 +48,8 @@ def serve_watch(h: Handler, route: Route) -> None:
             return False
         return labels_match(labels, obj) and fields(obj)
 
-    def line(ev_type: str, entry: Entry, cached: Event | None = None) -> bytes:
+    def line(ev_type: str, stored: Entry, cached: Event | None = None) -> bytes:
+        entry = app.registry.view(rt, stored)  # with on-read defaults, as a GET shows it
         if as_table:
             obj = json.loads(h._render(route, entry))
             return (
@@ -67,6 +68,7 @@ def serve_watch(h: Handler, route: Route) -> None:
             )
         if (
             cached is not None
+            and entry is stored
             and not rt.shares_storage_of
             and entry.obj.get("apiVersion") == rt.api_version(route.version)
         ):
