@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -41,7 +41,13 @@ from matcher.controller.informer import object_key
 from matcher.controller.status_writer import ProfileKey, StatusWriter
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import MatcherConfig
-from matcher.core.evaluate import evaluate, is_cpu_only, required_label_key, resolve_resources
+from matcher.core.evaluate import (
+    evaluate,
+    is_cpu_only,
+    required_label_key,
+    resolve_resources,
+    transition_time,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,18 +149,12 @@ def _condition(
     generation: int | None,
     now: datetime,
 ) -> Condition:
-    old = previous.condition(CONDITION_HARDWARE) if previous is not None else None
-    since = (
-        old.last_transition_time
-        if old is not None and old.status == status
-        else now.astimezone(UTC).replace(microsecond=0)
-    )
     return Condition(
         type=CONDITION_HARDWARE,
         status=status,
         reason=reason,
         message=message,
-        last_transition_time=since,
+        last_transition_time=transition_time(previous, CONDITION_HARDWARE, status, now),
         observed_generation=generation,
     )
 
