@@ -13,6 +13,15 @@ class Cause:
     reason: str = "FieldValueInvalid"
 
 
+def _details(qualified: str, name: str, kind: str | None = None) -> dict[str, Any]:
+    """Status details for ``<plural>.<group>`` and a name, as the real server fills them."""
+    plural, _, group = qualified.partition(".")
+    details: dict[str, Any] = {"name": name, "kind": kind or plural}
+    if group:
+        details["group"] = group
+    return details
+
+
 @dataclass
 class ApiError(Exception):
     code: int
@@ -44,24 +53,17 @@ class ApiError(Exception):
 
     @classmethod
     def not_found(cls, qualified: str, name: str, kind_plural: str | None = None) -> ApiError:
-        details = {"name": name, "kind": kind_plural or qualified.split(".", maxsplit=1)[0]}
-        group = qualified.partition(".")[2]
-        if group:
-            details["group"] = group
+        details = _details(qualified, name, kind_plural)
         return cls(404, "NotFound", f'{qualified} "{name}" not found', details)
 
     @classmethod
     def already_exists(cls, qualified: str, name: str) -> ApiError:
-        details = {"name": name, "kind": qualified.split(".", maxsplit=1)[0]}
-        if group := qualified.partition(".")[2]:
-            details["group"] = group
+        details = _details(qualified, name)
         return cls(409, "AlreadyExists", f'{qualified} "{name}" already exists', details)
 
     @classmethod
     def conflict(cls, qualified: str, name: str) -> ApiError:
-        details = {"name": name, "kind": qualified.split(".", maxsplit=1)[0]}
-        if group := qualified.partition(".")[2]:
-            details["group"] = group
+        details = _details(qualified, name)
         return cls(
             409,
             "Conflict",
