@@ -38,6 +38,8 @@ import kubernetes_validate
 import yaml
 from celpy.celparser import CELParseError
 
+from scripts.k8s_tools import tool
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The oldest Kubernetes release the bundle supports: ValidatingAdmissionPolicy v1 is GA in
 #: 1.30 and bound service-account tokens carry the node name since 1.30.
@@ -88,7 +90,7 @@ class Report:
 def render(path: Path) -> list[dict[str, Any]]:
     """The objects ``kubectl kustomize <path>`` produces, in order."""
     result = subprocess.run(
-        ["kubectl", "kustomize", str(path)],
+        [tool("kubectl"), "kustomize", str(path)],
         capture_output=True,
         text=True,
         check=False,
@@ -443,7 +445,7 @@ def client_dry_run(path: Path, kubeconfig: Path) -> list[str]:
     """
     result = subprocess.run(
         [
-            "kubectl",
+            tool("kubectl"),
             "apply",
             "-k",
             str(path),

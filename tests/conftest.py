@@ -1,12 +1,15 @@
-"""Shared fixtures. `kube` gives a test a Kubernetes API: a fresh in-process test API server
-by default, or the real cluster named by the AIM_TEST_KUBECONFIG environment variable."""
+"""Shared fixtures. `kube` gives a test a Kubernetes API, and every test that takes it runs
+twice: on a fresh in-process test API server (`[testserver]`, where faults can be injected and
+requests are recorded) and on a real kube-apiserver with etcd (`[kube-apiserver]`, one control
+plane per pytest run, reset to its baseline after each test; tests/controlplane/). With
+AIM_TEST_KUBECONFIG set, the second runs on that cluster instead. AIM_TEST_SERVERS=testserver
+(or kube-apiserver) runs one side only."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,11 +20,17 @@ import pytest
 import yaml
 from kubernetes import config
 
+from scripts.k8s_tools import tool
 from tests.apiserver import ApiServer
+from tests.controlplane.plane import ControlPlane
+from tests.controlplane.reset import Baseline
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_CRDS = REPO / "daemonset" / "crds"
 REAL_CLUSTER_ENV = "AIM_TEST_KUBECONFIG"
+SERVERS_ENV = "AIM_TEST_SERVERS"
+TEST_SERVER = "testserver"
+KUBE_APISERVER = "kube-apiserver"
 
 
 def project_crd_files() -> list[Path]:
@@ -36,7 +45,20 @@ class Kube:
     url: str
     server: ApiServer | None
     cache_dir: Path
+    #: The real control plane of this run (None on the test server and on AIM_TEST_KUBECONFIG).
+    plane: ControlPlane | None = None
     _clients: list[Any] = field(default_factory=list)
+
+    @property
+    def flavor(self) -> str:
+        """`testserver` or `kube-apiserver` (a real one: ours or AIM_TEST_KUBECONFIG's)."""
+        return TEST_SERVER if self.server is not None else KUBE_APISERVER
+
+    def require_plane(self) -> ControlPlane:
+        """The run's own kube-apiserver (service-account tokens, audit log); skips elsewhere."""
+        if self.plane is None:
+            pytest.skip("needs the suite's own kube-apiserver (tokens, audit log)")
+        return self.plane
 
     def api_client(self) -> Any:
         """A `kubernetes.client.ApiClient` for `self.kubeconfig` (closed at teardown)."""
@@ -58,6 +80,8 @@ class Kube:
 
     def apply_crds(self, paths: list[Path] | None = None) -> None:
         """Register the project's CRDs (daemonset/crds/*.yaml) or the given files."""
+        if paths is None and self.plane is not None:
+            return  # part of the control plane's baseline
         files = paths if paths is not None else project_crd_files()
         if self.server is not None:
             for f in files:
@@ -77,10 +101,14 @@ class Kube:
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this endpoint; raises with stderr shown when check fails."""
-        exe = shutil.which("kubectl")
-        if exe is None:
-            pytest.skip("kubectl is not installed")
-        cmd = [exe, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
+        cmd = [
+            tool("kubectl"),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self.cache_dir),
+            *args,
+        ]
         proc = subprocess.run(
             cmd, capture_output=True, text=True, input=input, timeout=timeout, check=False
         )
@@ -108,21 +136,72 @@ def _real_cluster_url(kubeconfig: Path) -> str:
     return str(cluster.get("server", ""))
 
 
+class SharedPlane:
+    """The run's control plane: started on first use, the project's CRDs applied, reset to
+    that baseline after every test that used it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.plane: ControlPlane | None = None
+        self.baseline: Baseline | None = None
+
+    def get(self) -> tuple[ControlPlane, Baseline]:
+        if self.plane is None or self.baseline is None:
+            plane = ControlPlane(self.workdir).start()
+            self.plane = plane
+            k = Kube(plane.admin_kubeconfig, plane.url, None, self.workdir / "kubectl-cache")
+            k.apply_crds()
+            self.baseline = Baseline(plane).take()
+        return self.plane, self.baseline
+
+    def restore(self) -> None:
+        if self.baseline is not None:
+            self.baseline.restore()
+
+    def stop(self) -> None:
+        if self.plane is not None:
+            self.plane.stop()
+
+
+def selected_servers() -> list[str]:
+    # Until the fidelity work lands, the real side is opt-in (AIM_TEST_SERVERS=kube-apiserver).
+    raw = os.environ.get(SERVERS_ENV, TEST_SERVER)
+    chosen = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = set(chosen) - {TEST_SERVER, KUBE_APISERVER}
+    if unknown or not chosen:
+        raise pytest.UsageError(f"{SERVERS_ENV}={raw}: use {TEST_SERVER} and/or {KUBE_APISERVER}")
+    return chosen
+
+
 @contextlib.contextmanager
-def open_kube(tmp_path: Path) -> Iterator[Kube]:
-    """The `kube` fixture's body: $AIM_TEST_KUBECONFIG's cluster when set, else a fresh test
-    API server with the project's CRDs."""
-    real = os.environ.get(REAL_CLUSTER_ENV)
+def open_kube(
+    tmp_path: Path, flavor: str = TEST_SERVER, shared: SharedPlane | None = None
+) -> Iterator[Kube]:
+    """The `kube` fixture's body. `testserver`: a fresh test API server with the project's
+    CRDs. `kube-apiserver`: $AIM_TEST_KUBECONFIG's cluster when set, else `shared`'s plane,
+    reset after the test."""
     cache = tmp_path / "kubectl-cache"
-    if real:
-        path = Path(real).expanduser()
-        if not path.is_file():
-            raise pytest.UsageError(f"{REAL_CLUSTER_ENV}={real}: no such kubeconfig file")
-        k = Kube(path, _real_cluster_url(path), None, cache)
+    if flavor == KUBE_APISERVER:
+        real = os.environ.get(REAL_CLUSTER_ENV)
+        if real:
+            path = Path(real).expanduser()
+            if not path.is_file():
+                raise pytest.UsageError(f"{REAL_CLUSTER_ENV}={real}: no such kubeconfig file")
+            k = Kube(path, _real_cluster_url(path), None, cache)
+            try:
+                yield k
+            finally:
+                k.close()
+            return
+        if shared is None:
+            raise ValueError("the kube-apiserver flavor needs the run's shared control plane")
+        plane, _ = shared.get()
+        k = Kube(plane.admin_kubeconfig, plane.url, None, cache, plane=plane)
         try:
             yield k
         finally:
             k.close()
+            shared.restore()
         return
     srv = ApiServer(crd_paths=project_crd_files()).start()
     k = Kube(srv.write_kubeconfig(tmp_path / "kubeconfig"), srv.url, srv, cache)
@@ -133,11 +212,21 @@ def open_kube(tmp_path: Path) -> Iterator[Kube]:
         srv.stop()
 
 
-@pytest.fixture
-def kube(tmp_path: Path) -> Iterator[Kube]:
-    """A Kubernetes API for this test: the test API server (project CRDs loaded when
-    daemonset/crds exists), or the real cluster of $AIM_TEST_KUBECONFIG."""
-    with open_kube(tmp_path) as k:
+@pytest.fixture(scope="session")
+def shared_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedPlane]:
+    shared = SharedPlane(tmp_path_factory.mktemp("controlplane"))
+    try:
+        yield shared
+    finally:
+        shared.stop()
+
+
+@pytest.fixture(params=selected_servers())
+def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kube]:
+    """A Kubernetes API for this test: the test API server (project CRDs loaded), or a real
+    kube-apiserver (the run's own control plane, or $AIM_TEST_KUBECONFIG's cluster)."""
+    shared = request.getfixturevalue("shared_plane") if request.param == KUBE_APISERVER else None
+    with open_kube(tmp_path, request.param, shared) as k:
         yield k
 
 

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from tests.apiserver import ApiServer
-from tests.conftest import REAL_CLUSTER_ENV, REPO, open_kube
+from tests.conftest import KUBE_APISERVER, REAL_CLUSTER_ENV, REPO, open_kube
 
 WIDGETS = REPO / "tests" / "apiserver" / "testdata" / "widgets.yaml"
 
@@ -18,7 +18,7 @@ def test_real_cluster_mode(tmp_path, monkeypatch):
     with ApiServer() as cluster:
         config = cluster.write_kubeconfig(tmp_path / "cluster.kubeconfig")
         monkeypatch.setenv(REAL_CLUSTER_ENV, str(config))
-        with open_kube(tmp_path) as kube:
+        with open_kube(tmp_path, KUBE_APISERVER) as kube:
             assert kube.server is None
             assert kube.url == cluster.url
             assert kube.kubeconfig == config
@@ -34,7 +34,7 @@ def test_real_cluster_mode(tmp_path, monkeypatch):
 
 def test_missing_real_cluster_kubeconfig_is_a_usage_error(tmp_path, monkeypatch):
     monkeypatch.setenv(REAL_CLUSTER_ENV, str(tmp_path / "nope"))
-    with pytest.raises(pytest.UsageError, match="nope"), open_kube(tmp_path):
+    with pytest.raises(pytest.UsageError, match="nope"), open_kube(tmp_path, KUBE_APISERVER):
         pass
 
 
