@@ -230,8 +230,18 @@ def kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kube]:
         yield k
 
 
+@pytest.fixture
+def real_kube(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kube]:
+    """The kube-apiserver side only, for what only a real server can show (RBAC, admission
+    policy, tokens, the whole install bundle); skipped when AIM_TEST_SERVERS leaves it out."""
+    if SERVERS_ENV in os.environ and KUBE_APISERVER not in selected_servers():
+        pytest.skip(f"{SERVERS_ENV} leaves out {KUBE_APISERVER}")
+    with open_kube(tmp_path, KUBE_APISERVER, request.getfixturevalue("shared_plane")) as k:
+        yield k
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that take `kube` talk to a Kubernetes API: mark them `cluster` (`-m cluster`)."""
     for item in items:
-        if "kube" in getattr(item, "fixturenames", ()):
+        if {"kube", "real_kube"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.cluster)

@@ -46,7 +46,9 @@ def admit(
         schema.apply_defaults(pruned, sch)
         obj.clear()
         obj.update(pruned)
-        causes += schema.validate(obj, sch, "", root=True)
+        causes += schema.validate(
+            obj, sch, "", root=True, old=old if old is not None else schema.NO_OLD
+        )
         if not causes:
             causes += cel.check(obj, old if old is not None else cel.missing(), sch)
     if causes:

@@ -139,8 +139,22 @@ def _type_ok(value: Any, schema: Schema) -> bool:
     return got == want or (want == "number" and got == "integer")
 
 
-def validate(value: Any, schema: Schema, path: str, root: bool = False) -> list[Cause]:
-    """Check `value` against `schema`; causes carry the field path (e.g. spec.count)."""
+#: No correlated old value (a create, or a node that cannot be matched to the old object).
+NO_OLD: Any = object()
+
+
+def validate(
+    value: Any, schema: Schema, path: str, root: bool = False, old: Any = NO_OLD
+) -> list[Cause]:
+    """Check `value` against `schema`; causes carry the field path (e.g. spec.count).
+
+    On an update, `old` is the correlated old value: a node equal to it is not validated, so
+    an object stored under an older, looser schema can still be written (CRD validation
+    ratcheting, GA in Kubernetes 1.33). Object properties and map-list items correlate by key;
+    other list items do not.
+    """
+    if old is not NO_OLD and value == old:
+        return []
     if value is None:
         if schema.get("nullable"):
             return []
@@ -181,9 +195,9 @@ def validate(value: Any, schema: Schema, path: str, root: bool = False) -> list[
             )
         )
     if isinstance(value, dict):
-        causes += _object_checks(value, schema, path, root)
+        causes += _object_checks(value, schema, path, root, old)
     elif isinstance(value, list):
-        causes += _list_checks(value, schema, path)
+        causes += _list_checks(value, schema, path, old)
     return causes
 
 
@@ -253,8 +267,11 @@ def _value_checks(value: Any, schema: Schema, path: str) -> list[Cause]:
     return causes
 
 
-def _object_checks(value: dict[str, Any], schema: Schema, path: str, root: bool) -> list[Cause]:
+def _object_checks(
+    value: dict[str, Any], schema: Schema, path: str, root: bool, old: Any
+) -> list[Cause]:
     causes: list[Cause] = []
+    olds: Mapping[str, Any] = old if isinstance(old, dict) else {}
     for req in schema.get("required") or []:
         if req not in value:
             causes.append(Cause(child(path, req), "Required value", "FieldValueRequired"))
@@ -280,13 +297,13 @@ def _object_checks(value: dict[str, Any], schema: Schema, path: str, root: bool)
         if root and key in _ROOT_SKIP:
             continue
         if key in props:
-            causes += validate(val, props[key], child(path, key))
+            causes += validate(val, props[key], child(path, key), old=olds.get(key, NO_OLD))
         elif extra is not None:
-            causes += validate(val, extra, f"{path}[{key}]")
+            causes += validate(val, extra, f"{path}[{key}]", old=olds.get(key, NO_OLD))
     return causes
 
 
-def _list_checks(value: list[Any], schema: Schema, path: str) -> list[Cause]:
+def _list_checks(value: list[Any], schema: Schema, path: str, old: Any) -> list[Cause]:
     causes: list[Cause] = []
     if "maxItems" in schema and len(value) > schema["maxItems"]:
         causes.append(
@@ -305,10 +322,15 @@ def _list_checks(value: list[Any], schema: Schema, path: str) -> list[Cause]:
             )
         )
     items = schema.get("items")
-    if isinstance(items, Mapping):
-        for i, v in enumerate(value):
-            causes += validate(v, items, f"{path}[{i}]")
     list_type = schema.get("x-kubernetes-list-type")
+    if isinstance(items, Mapping):
+        olds: dict[str, Any] = {}
+        map_keys = schema.get("x-kubernetes-list-map-keys") or []
+        if list_type == "map" and isinstance(old, list):
+            olds = {json.dumps([o.get(k) for k in map_keys]): o for o in old if isinstance(o, dict)}
+        for i, v in enumerate(value):
+            ident = json.dumps([v.get(k) for k in map_keys]) if isinstance(v, dict) else ""
+            causes += validate(v, items, f"{path}[{i}]", old=olds.get(ident, NO_OLD))
     if list_type in ("set", "map"):
         keys = schema.get("x-kubernetes-list-map-keys") or []
         seen: set[str] = set()
