@@ -8,6 +8,9 @@ set -euo pipefail
 OUT=${OUT:-out/status-run}
 PY=.venv/bin/python
 BIN=.venv/bin
+# kubectl is the one `make tools` builds (tools/), never whatever is on PATH.
+make --no-print-directory tools >/dev/null
+PATH=$PWD/.tools/bin:$PATH
 rm -rf "$OUT"
 mkdir -p "$OUT"
 export KUBECONFIG=$OUT/kubeconfig

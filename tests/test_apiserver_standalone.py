@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from scripts.k8s_tools import tool
 from tests.conftest import REPO
 
 TESTDATA = REPO / "tests" / "apiserver" / "testdata"
@@ -33,7 +34,7 @@ def test_standalone_server_serves_kubectl(tmp_path):
         assert any("widgets.test.aim.dev" in line for line in lines)
         env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
         out = subprocess.run(
-            ["kubectl", "--cache-dir", str(tmp_path / "cache"), "get", "widgets"],
+            [tool("kubectl"), "--cache-dir", str(tmp_path / "cache"), "get", "widgets"],
             env=env,
             capture_output=True,
             text=True,
