@@ -39,6 +39,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 #: The longest accelerator ID that still fits in a label name (63 - len("aim-accelerator.")).
 MAX_ID_LENGTH = MAX_NAME_LENGTH - len(NAME_STEM)
+#: The longest partitioning scheme that still fits in a label name
+#: (63 - len("aim-accelerator.partitioning-scheme.")).
+MAX_SCHEME_LENGTH = MAX_NAME_LENGTH - len(NAME_STEM) - len(PARTITION_STEM)
 #: What an accelerator ID may look like (the profile's ``acceleratorModel`` pattern).
 ID_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
 _ID_RE = re.compile(ID_PATTERN)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from matcher import offline
 from matcher.api import crd
+from matcher.api.models import Precision
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -33,7 +34,9 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_inputs(parser: argparse.ArgumentParser) -> None:
+def _add_inputs(
+    parser: argparse.ArgumentParser, formats: tuple[str, ...] = ("table", "yaml", "json")
+) -> None:
     parser.add_argument(
         "--nodes",
         required=True,
@@ -54,7 +57,7 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", help="The matcher ConfigMap (YAML) with cluster settings"
     )
     parser.add_argument(
-        "-o", "--output", choices=["table", "yaml", "json"], default="table", help="Output format"
+        "-o", "--output", choices=list(formats), default="table", help="Output format"
     )
 
 
@@ -79,15 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate profiles against nodes from files, then select for an AIM id. "
         "Exit 0 when a profile is chosen, 1 when none, 2 on invalid input.",
     )
-    _add_inputs(select)
+    # wide: the ranking, one column per criterion (docs/architecture.md, "Selection").
+    _add_inputs(select, ("table", "wide", "yaml", "json"))
     select.add_argument("--aim-id", required=True, help="e.g. qwen/qwen3-32b")
     select.add_argument(
         "--namespace", help="Deploying namespace (its AIMProfiles are visible and win)"
     )
     select.add_argument("--metric", choices=["latency", "throughput"])
-    select.add_argument(
-        "--precision", choices=["fp4", "fp8", "fp16", "fp32", "bf16", "int4", "int8"]
-    )
+    select.add_argument("--precision", choices=[p.value for p in Precision])
     select.add_argument(
         "--include-non-primary",
         action="store_true",

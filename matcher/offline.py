@@ -24,7 +24,7 @@ from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
 from matcher.core.evaluate import evaluate
 from matcher.core.nodes import NodeError, node_view
-from matcher.core.selection import select
+from matcher.core.selection import Selection, select
 
 EXIT_OK = 0
 EXIT_NOT_AVAILABLE = 1
@@ -296,6 +296,7 @@ def select_command(args: argparse.Namespace) -> int:
         metric=args.metric,
         precision=args.precision,
         include_non_primary=args.include_non_primary,
+        accelerator_preference=inputs.config.accelerator_preference,
     )
     if args.output in ("yaml", "json"):
         doc = {
@@ -303,6 +304,10 @@ def select_command(args: argparse.Namespace) -> int:
             "chosen": _ref(selection.chosen) if selection.chosen else None,
             "reason": selection.reason,
             "rejected": [{**_ref(p), "reason": why} for p, why in selection.rejected],
+            "ranking": [
+                {**_ref(p), "rank": i, **{t.name: t.show(p) for t in selection.tiers[:-1]}}
+                for i, p in enumerate(selection.ranking, start=1)
+            ],
         }
         text = (
             json.dumps(doc, indent=2) + "\n"
@@ -310,6 +315,8 @@ def select_command(args: argparse.Namespace) -> int:
             else yaml.safe_dump(doc, sort_keys=False)
         )
         sys.stdout.write(text)
+    elif args.output == "wide":
+        print_ranking(selection, sys.stdout)
     else:
         if selection.chosen is not None:
             print(f"chosen: {selection.chosen.ref} ({selection.reason})")
@@ -320,3 +327,23 @@ def select_command(args: argparse.Namespace) -> int:
     if inputs.errors:
         return EXIT_INVALID
     return EXIT_OK if selection.chosen is not None else EXIT_NOT_AVAILABLE
+
+
+def print_ranking(selection: Selection, out: TextIO) -> None:
+    """``select -o wide``: every profile with the aim id, ranked candidates first, one column
+    per ranking criterion (in the order they apply), then why each was or was not chosen."""
+    chosen = f"{selection.chosen.ref}" if selection.chosen else "none"
+    out.write(f"chosen: {chosen} ({selection.reason})\n")
+    columns = selection.tiers[:-1]  # the last tier (name) is the PROFILE column
+    rows = [["RANK", "PROFILE", *(t.name.upper() for t in columns), "RESULT"]]
+    why = dict((id(p), reason) for p, reason in selection.rejected)
+    for rank, profile in enumerate(selection.ranking, start=1):
+        result = "chosen" if profile is selection.chosen else why.get(id(profile), "")
+        rows.append([str(rank), profile.ref, *(t.show(profile) for t in columns), result])
+    ranked = {id(p) for p in selection.ranking}
+    for profile, reason in selection.rejected:
+        if id(profile) not in ranked:
+            rows.append(["-", profile.ref, *(t.show(profile) for t in columns), reason])
+    if len(rows) > 1:
+        _table(rows, out)
+    out.write("ranking: " + " > ".join(t.name for t in selection.tiers) + "\n")

@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
-from detector.labels import accelerator_label_key
+from detector.labels import accelerator_label_key, partition_label_key
 from matcher.controller.informer import InformerSettings
 from matcher.controller.manager import Controller, ControllerSettings
 
@@ -17,6 +17,7 @@ GROUP, VERSION = "aim.eai.amd.com", "v1alpha2"
 MI300X = accelerator_label_key("MI300X")
 MI325X = accelerator_label_key("MI325X")
 MI355X = accelerator_label_key("MI355X")
+DEFAULT_SCHEME = partition_label_key("default")
 
 #: Short timings so leader changes and retries happen within a test's second or two.
 FAST_INFORMER = InformerSettings(
@@ -36,8 +37,11 @@ def node_obj(
     extra_allocatable: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     allocatable = {"cpu": cpu, "memory": memory, "pods": "110", **(extra_allocatable or {})}
+    labels = dict(labels or {})
     if gpus:
         allocatable["amd.com/gpu"] = str(gpus)
+        # Unpartitioned GPUs, labelled as the detector labels them (whole-GPU profiles need it).
+        labels.setdefault(DEFAULT_SCHEME, str(gpus))
     return {
         "apiVersion": "v1",
         "kind": "Node",

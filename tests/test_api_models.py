@@ -58,6 +58,8 @@ def test_every_spec_example_is_a_fixture():
 def test_examples_validate(doc):
     profile = parse_profile(doc)
     assert profile.name == doc["metadata"]["name"]
+    # every field survives a round trip through the model
+    assert profile.spec.model_dump(mode="json", by_alias=True, exclude_unset=True) == doc["spec"]
     assert profile.spec.aim_id == doc["spec"]["aimId"]
     if doc["kind"] == "AIMProfile":
         assert profile.namespace == doc["metadata"]["namespace"]
@@ -104,6 +106,41 @@ def test_engine_args_keep_typed_values():
     assert dumped["engineArgs"]["util"] == 0.9
 
 
+def test_a_cpu_profile_cannot_ask_for_partitions():
+    doc = yaml.safe_load((ROOT / "examples/profiles/phi-2-epyc-zen5-lat-fp32.yaml").read_text())
+    doc["spec"]["acceleratorPartitioningMode"] = "unpartitioned"
+    assert parse_profile(doc).spec.accelerator_partitioning_mode == "unpartitioned"
+    doc["spec"]["acceleratorPartitioningMode"] = "CPX-NPS4"
+    with pytest.raises(ProfileError) as err:
+        parse_profile(doc)
+    assert str(err.value) == (
+        "spec.acceleratorPartitioningMode: acceleratorPartitioningMode must be 'unpartitioned' "
+        "(or unset) when acceleratorType is cpu, not 'CPX-NPS4'"
+    )
+
+
+def test_limits_equal_to_requests_in_other_units_are_fine():
+    doc = spec_example()
+    doc["spec"]["resources"] = {
+        "requests": {"memory": "1Gi", "cpu": "500m"},
+        "limits": {"memory": "1024Mi", "cpu": "0.5", "amd.com/gpu": 1},
+    }
+    assert parse_profile(doc).spec.resources is not None
+
+
+def test_aim_id_may_be_missing_or_empty_as_in_aim_engine():
+    """AIM Engine's base profiles carry no aimId; they are evaluated, never selected."""
+    for value in (KeyError, ""):
+        doc = _mutate(("spec", "aimId"), value)
+        assert parse_profile(doc).spec.aim_id in (None, "")
+
+
+def test_engine_args_may_be_any_json_value():
+    for value in ([1, "two", {"three": 3.0}], "--tp 8", 8, True):
+        doc = _mutate(("spec", "engineArgs"), value)
+        assert parse_profile(doc).spec.engine_args == value
+
+
 def test_primary_defaults_to_false():
     doc = spec_example()
     del doc["spec"]["primary"]
@@ -147,10 +184,32 @@ def _mutate(path, value):
         (("spec", "acceleratorModel"), "MI300X!", "spec.acceleratorModel", "pattern"),
         (("spec", "acceleratorModel"), "-MI300X", "spec.acceleratorModel", "pattern"),
         (("spec", "acceleratorModel"), "M" * 48, "spec.acceleratorModel", "at most 47"),
+        (("spec", "acceleratorModel"), "M" * 48, "spec.acceleratorModel", "63-character name"),
+        (
+            ("spec", "acceleratorPartitioningMode"),
+            "C" * 28,
+            "spec.acceleratorPartitioningMode",
+            "at most 27",
+        ),
+        (
+            ("spec", "acceleratorPartitioningMode"),
+            "cpx nps4",
+            "spec.acceleratorPartitioningMode",
+            "pattern",
+        ),
+        (("spec", "acceleratorVendor"), "intel", "spec.acceleratorVendor", "'amd' or 'nvidia'"),
+        (("spec", "variant"), "USP4", "spec.variant", "pattern"),
+        (("spec", "features"), ["adapters", "adapters"], "spec.features", "duplicate entry"),
+        (
+            ("spec", "containerEnv"),
+            [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
+            "spec.containerEnv",
+            "duplicate name 'A'",
+        ),
+        (("spec", "engineArgs"), {"x": float("nan")}, "spec.engineArgs", "not a JSON number"),
         (("spec", "caching"), {"enabled": True}, "spec.caching", "only namespaced AIMProfile"),
         (("spec", "image"), KeyError, "spec.image", "Field required"),
         (("spec", "image"), "", "spec.image", "at least 1"),
-        (("spec", "aimId"), KeyError, "spec.aimId", "Field required"),
         (("spec", "metric"), "fast", "spec.metric", "'latency' or 'throughput'"),
         (("spec", "type"), "best", "spec.type", "'optimized'"),
         (("spec", "acceleratorType"), "npu", "spec.acceleratorType", "'gpu' or 'cpu'"),
@@ -162,6 +221,31 @@ def _mutate(path, value):
             "'4 cores'",
         ),
         (("spec", "resources"), {"requests": {"cpu": 0.5}}, "spec.resources.requests.cpu", "500m"),
+        # issue 13: negative quantities, and limits below requests
+        (
+            ("spec", "resources"),
+            {"requests": {"memory": "-1"}},
+            "spec.resources.requests.memory",
+            "negative",
+        ),
+        (
+            ("spec", "resources"),
+            {"limits": {"amd.com/gpu": -8}},
+            "spec.resources.limits.amd.com/gpu",
+            "negative",
+        ),
+        (
+            ("spec", "resources"),
+            {"requests": {"memory": "32Gi"}, "limits": {"memory": "16Gi"}},
+            "spec.resources.limits",
+            "memory: limit 16Gi is below its request 32Gi",
+        ),
+        (
+            ("spec", "modelSources"),
+            [{"modelId": "a/b", "sourceUri": "hf://a/b", "size": "-10Gi"}],
+            "spec.modelSources[0].size",
+            "negative",
+        ),
         (
             ("spec", "modelSources"),
             [{"modelId": "x"}],
@@ -184,7 +268,8 @@ def test_precision_auto_message_lists_the_choices():
     with pytest.raises(ProfileError) as err:
         parse_profile(_mutate(("spec", "precision"), "auto"))
     assert str(err.value) == (
-        "spec.precision: Input should be 'fp4', 'fp8', 'fp16', 'fp32', 'bf16', 'int4' or 'int8'"
+        "spec.precision: Input should be 'fp4', 'fp8', 'fp16', 'fp32', 'fp64', 'bf16', 'int4' "
+        "or 'int8'"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from detector.labels import accelerator_label_key
+from detector.labels import accelerator_label_key, partition_label_key
 from matcher.controller.reconciler import cached_profile, desired_status, normalised, profile_deps
 from matcher.controller.status_writer import ProfileKey, merge_diff
 from matcher.core.cluster import ClusterIndex
@@ -24,6 +24,7 @@ def profile(name="qwen3-mi300x", count=1, model="MI300X", status=None, **spec):
             "aimId": "qwen/qwen3-32b",
             "image": "amdenterpriseai/aim-qwen-qwen3-32b:0.8.5",
             "acceleratorModel": model,
+            "acceleratorType": "gpu",
             "acceleratorCount": count,
             **spec,
         },
@@ -46,7 +47,7 @@ def node(name, labels, gpus="8"):
 
 
 def cluster_with_mi300x() -> ClusterIndex:
-    return ClusterIndex([node("gpu-1", {MI300X: "8"})])
+    return ClusterIndex([node("gpu-1", {MI300X: "8", partition_label_key("default"): "8"})])
 
 
 def test_ready_then_identical_on_reevaluation_so_nothing_is_written():
@@ -89,6 +90,7 @@ def test_degraded_names_the_error_and_recovers_to_the_true_status():
 def test_cpu_only_profiles_do_not_go_degraded():
     cpu = profile(model=None, count=None)
     del cpu["spec"]["acceleratorModel"], cpu["spec"]["acceleratorCount"]
+    del cpu["spec"]["acceleratorType"]
     status = desired_status(cached_profile(cpu), ClusterIndex(), MatcherConfig(), "boom", NOW)
     assert status.to_dict()["status"] == "Ready"
 

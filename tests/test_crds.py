@@ -141,31 +141,57 @@ def test_cluster_profile_has_no_caching_and_profile_has_it():
 def test_spec_validation_rules(kind):
     spec = schema_of(kind)["properties"]["spec"]
     props = spec["properties"]
-    assert spec["required"] == ["aimId", "image"]
-    assert props["aimId"]["minLength"] == 1
+    # aimId is optional as in AIM Engine (base profiles), immutable once set
+    assert spec["required"] == ["image"]
+    assert "minLength" not in props["aimId"]
     assert props["aimId"]["x-kubernetes-validations"] == [
-        {"rule": "self == oldSelf", "message": "aimId is immutable"}
+        {"rule": "oldSelf == '' || self == oldSelf", "message": "aimId is immutable once set"}
     ]
+    rules = {r["fieldPath"]: r for r in spec["x-kubernetes-validations"]}
+    assert "oldSelf.aimId" in rules[".aimId"]["rule"]  # removing it counts as changing it
+    assert "'cpu'" in rules[".acceleratorPartitioningMode"]["rule"]
     assert props["image"]["minLength"] == 1
     assert "auto" not in props["precision"]["enum"]
-    assert props["precision"]["enum"] == ["fp4", "fp8", "fp16", "fp32", "bf16", "int4", "int8"]
+    assert props["precision"]["enum"] == [
+        "fp4", "fp8", "fp16", "fp32", "fp64", "bf16", "int4", "int8"
+    ]  # fmt: skip
     assert props["type"]["enum"] == ["optimized", "general", "preview", "unoptimized"]
     assert props["metric"]["enum"] == ["latency", "throughput"]
     assert props["acceleratorType"]["enum"] == ["gpu", "cpu"]
+    assert props["acceleratorVendor"]["enum"] == ["amd", "nvidia"]
     assert props["acceleratorModel"]["pattern"] == "^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
-    assert props["acceleratorModel"]["maxLength"] == 47
+    # AIM Engine's 63, plus the reason a model longer than 47 can never match
+    assert props["acceleratorModel"]["maxLength"] == 63
+    (length,) = props["acceleratorModel"]["x-kubernetes-validations"]
+    assert length["rule"] == "size(self) <= 47"
+    assert "63-character name limit" in length["message"]
+    mode = props["acceleratorPartitioningMode"]
+    assert mode["pattern"] == props["acceleratorModel"]["pattern"]
+    assert "default" not in mode  # unset means something here (the spec's CPX example)
     assert props["acceleratorCount"]["minimum"] == 0
     assert props["acceleratorCount"]["format"] == "int32"
+    # any JSON value, as AIM Engine's schemaless engineArgs
     assert props["engineArgs"] == {
         "description": props["engineArgs"]["description"],
-        "nullable": True,
-        "type": "object",
         "x-kubernetes-preserve-unknown-fields": True,
     }
-    quantity = props["resources"]["properties"]["requests"]["additionalProperties"]
+    resources = props["resources"]
+    quantity = resources["properties"]["requests"]["additionalProperties"]
     assert quantity["x-kubernetes-int-or-string"] is True
     assert quantity["anyOf"] == INT_OR_STRING_BRANCHES
+    assert quantity["minimum"] == 0
+    assert quantity["pattern"].startswith("^\\+?(")  # an optional plus, never a minus
+    assert "quantity(" in resources["x-kubernetes-validations"][0]["rule"]
     assert props["primary"]["default"] is False
+    for env in (props["containerEnv"], props["modelSources"]["items"]["properties"]["env"]):
+        assert env["x-kubernetes-list-type"] == "map"
+        assert env["x-kubernetes-list-map-keys"] == ["name"]
+        assert "fileKeyRef" in env["items"]["properties"]["valueFrom"]["properties"]
+    assert props["features"]["x-kubernetes-list-type"] == "set"
+    assert "required" not in props["imagePullSecrets"]["items"]
+    assert set(props["modelSources"]["items"]["properties"]) >= {"size", "env"}
+    for field in ("manualSelectionOnly", "variant", "acceleratorVendor"):
+        assert field in props
 
 
 @pytest.mark.parametrize("kind", list(CRD_FILES))
@@ -191,16 +217,19 @@ def test_status_shape(kind):
 def test_names_and_printer_columns(kind):
     doc = load(kind)
     names = doc["spec"]["names"]
-    assert names["categories"] == ["aim"]
-    assert names["shortNames"] == (["aimp"] if kind == "AIMProfile" else ["aimcp"])
+    assert names["categories"] == ["aim", "all"]
+    assert names["shortNames"] == (
+        ["aimp", "aimprf"] if kind == "AIMProfile" else ["aimcp", "aimclprf"]
+    )
     assert doc["spec"]["scope"] == ("Namespaced" if kind == "AIMProfile" else "Cluster")
     version = doc["spec"]["versions"][0]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha2", True, True)
     columns = version["additionalPrinterColumns"]
     assert [c["name"] for c in columns] == [
         "AIM ID", "Status", "Hardware", "Nodes", "Metric", "Precision", "Type", "Primary",
-        "Version", "Age",
+        "Version", "Partitioning", "Age",
     ]  # fmt: skip
+    assert version["selectableFields"] == [{"jsonPath": ".spec.aimId"}]
     schema = version["schema"]["openAPIV3Schema"]
     for column in columns:
         *parents, leaf = column["jsonPath"].lstrip(".").split(".")
@@ -301,7 +330,17 @@ def test_every_example_is_accepted_by_the_api_server(kube):
         ("acceleratorModel", "bad model", "spec.acceleratorModel"),
         ("caching", {"enabled": True}, "spec.caching"),
         ("image", None, "spec.image: Required value"),
-        ("aimId", "", "spec.aimId"),
+        ("acceleratorModel", "M" * 50, "63-character name limit"),
+        ("acceleratorPartitioningMode", "cpx nps4", "spec.acceleratorPartitioningMode"),
+        ("resources", {"requests": {"memory": "-1"}}, "spec.resources.requests"),
+        ("resources", {"limits": {"amd.com/gpu": -8}}, "greater than or equal to 0"),
+        (
+            "resources",
+            {"requests": {"memory": "2Gi"}, "limits": {"memory": "1024Mi"}},
+            "limits may not be lower than requests",
+        ),
+        ("containerEnv", [{"name": "A"}, {"name": "A"}], "spec.containerEnv[1]: Duplicate value"),
+        ("features", ["adapters", "adapters"], "spec.features[1]: Duplicate value"),
     ],
 )
 def test_invalid_variants_are_rejected_by_the_api_server(kube, field, value, words):

@@ -19,6 +19,7 @@ from matcher.core.config import ConfigError, MatcherConfig
 from matcher.core.evaluate import (
     evaluate,
     is_cpu_only,
+    label_terms,
     node_affinity,
     required_label_key,
     resolve_resources,
@@ -29,6 +30,7 @@ from matcher.core.resources import image_version
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 27, 8, 0, 0, tzinfo=UTC)
 MI300X = accelerator_label_key("MI300X")
+DEFAULT_SCHEME = partition_label_key("default")
 
 
 def node_obj(
@@ -38,10 +40,15 @@ def node_obj(
     *,
     unschedulable: bool = False,
     ready: bool = True,
+    schemes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A Node as the API returns it (the fields that matter, shaped like the real thing)."""
+    """A Node as the API returns it (the fields that matter, shaped like the real thing).
+
+    ``schemes``: partitioning-scheme labels (``{"default": "8"}``, as the detector writes on an
+    unpartitioned GPU node)."""
     labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}
     labels.update({accelerator_label_key(k): v for k, v in (accel or {}).items()})
+    labels.update({partition_label_key(k): v for k, v in (schemes or {}).items()})
     alloc = {"cpu": "190", "memory": "2063613Mi", "pods": "110", "ephemeral-storage": "3500Gi"}
     alloc.update(allocatable or {})
     spec: dict[str, Any] = {"providerID": f"metal://{name}"}
@@ -72,6 +79,8 @@ def node_obj(
 
 
 def mi300x_node(name: str, gpus: str = "8", **kw: Any) -> dict[str, Any]:
+    """An unpartitioned 8 x MI300X node, labelled as the detector labels it."""
+    kw.setdefault("schemes", {"default": "8"})
     return node_obj(name, {"MI300X": "8", "EPYC_ZEN4": "192"}, {"amd.com/gpu": gpus}, **kw)
 
 
@@ -106,7 +115,7 @@ def test_node_view_keeps_only_our_labels_and_parses_allocatable():
     obj = mi300x_node("n1")
     obj["metadata"]["labels"]["amd.com/gpu.product-name"] = "AMD_Instinct_MI300X"
     view = node_view(obj)
-    assert set(view.labels) == {MI300X, accelerator_label_key("EPYC_ZEN4")}
+    assert set(view.labels) == {MI300X, accelerator_label_key("EPYC_ZEN4"), DEFAULT_SCHEME}
     assert view.allocatable["amd.com/gpu"] == 8
     assert view.allocatable["memory"] == 2063613 * 1024**2
     assert (view.schedulable, view.ready) == (True, True)
@@ -213,27 +222,51 @@ def test_count_zero_derives_nothing_and_partition_resources_are_literal():
     }
 
 
-def test_cpu_count_derives_cpu_and_epyc_models_default_to_cpu():
+def test_cpu_count_derives_cpu():
     explicit = profile(
         {"acceleratorModel": "EPYC_ZEN5", "acceleratorType": "cpu", "acceleratorCount": 32}
     )
-    implied = profile({"acceleratorModel": "EPYC_ZEN5", "acceleratorCount": 32})
-    for p in (explicit, implied):
-        assert resolve_resources(p.spec, DEFAULT) == {"requests": {"cpu": "32"}}
-    assert resolve_resources(
-        profile({"acceleratorModel": "MI300X", "acceleratorCount": 2}).spec, DEFAULT
-    )["requests"] == {"amd.com/gpu": "2"}
+    assert resolve_resources(explicit.spec, DEFAULT) == {"requests": {"cpu": "32"}}
 
 
-def test_affinity_is_one_exists_term_on_the_detector_label():
+def test_without_accelerator_type_nothing_is_derived_unless_the_config_opts_in():
+    """The spec derives only from acceleratorType; guessing it from the model is opt-in."""
+    epyc = profile({"acceleratorModel": "EPYC_ZEN5", "acceleratorCount": 32})
+    gpu = profile({"acceleratorModel": "MI300X", "acceleratorCount": 2})
+    assert resolve_resources(epyc.spec, DEFAULT) == {}
+    assert resolve_resources(gpu.spec, DEFAULT) == {}
+    # the label is still matched, and no partition term is added (no GPU request)
+    assert [t.key for t in label_terms(gpu.spec, DEFAULT)] == [MI300X]
+    infer = MatcherConfig.from_configmap_data({"inferAcceleratorType": "true"})
+    assert resolve_resources(epyc.spec, infer) == {"requests": {"cpu": "32"}}
+    assert resolve_resources(gpu.spec, infer)["requests"] == {"amd.com/gpu": "2"}
+    assert [t.key for t in label_terms(gpu.spec, infer)] == [MI300X, DEFAULT_SCHEME]
+
+
+def test_nvidia_vendor_derives_the_nvidia_resource():
+    p = profile({**GPU1, "acceleratorVendor": "nvidia", "acceleratorModel": "H100"})
+    assert resolve_resources(p.spec, DEFAULT)["requests"] == {"nvidia.com/gpu": "1"}
+    amd = profile({**GPU1, "acceleratorVendor": "amd"})
+    assert resolve_resources(amd.spec, DEFAULT)["requests"] == {"amd.com/gpu": "1"}
+
+
+def test_affinity_is_the_model_term_and_the_partition_term():
     p = profile(GPU1)
     assert required_label_key(p.spec) == "feature.node.kubernetes.io/aim-accelerator.MI300X"
-    assert node_affinity(required_label_key(p.spec)) == {
+    assert node_affinity(label_terms(p.spec, DEFAULT)) == {
         "requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [{"key": MI300X, "operator": "Exists"}]}]
+            "nodeSelectorTerms": [
+                {
+                    "matchExpressions": [
+                        {"key": MI300X, "operator": "Exists"},
+                        {"key": DEFAULT_SCHEME, "operator": "Exists"},
+                    ]
+                }
+            ]
         }
     }
     assert required_label_key(profile({}).spec) is None
+    assert node_affinity(label_terms(profile({}).spec, DEFAULT)) is None
 
 
 @pytest.mark.parametrize(
@@ -245,7 +278,10 @@ def test_affinity_is_one_exists_term_on_the_detector_label():
         ({"acceleratorType": "cpu"}, False),
         ({"acceleratorModel": "EPYC_ZEN5"}, False),
         ({"resources": {"requests": {"amd.com/gpu": "1"}}}, False),
-        ({"resources": {"limits": {"amd.com/gpu": "1"}}}, False),
+        # the seed's words: "without extended device resource *requests*" (AIM Engine's
+        # HasAcceleratorRequirement reads requests only as well)
+        ({"resources": {"limits": {"amd.com/gpu": "1"}}}, True),
+        ({"acceleratorPartitioningMode": "unpartitioned"}, True),
     ],
 )
 def test_cpu_only(spec, cpu_only):
@@ -261,7 +297,10 @@ def test_cpu_only(spec, cpu_only):
         ("registry.example.com:5000/aim/img", None),
         ("img", None),
         ("img@sha256:" + "a" * 64, None),
-        ("img:0.9.0@sha256:" + "a" * 64, "0.9.0"),
+        # the spec: none for digests, even with a tag (the digest is what runs)
+        ("img:0.9.0@sha256:" + "a" * 64, None),
+        ("registry.example.com:5000/aim/img:1.2.0@sha512:" + "b" * 128, None),
+        ("registry.example.com:5000/aim/img@sha512:" + "b" * 128, None),
     ],
 )
 def test_version_from_image_tag(image, version):
@@ -281,14 +320,14 @@ def test_ready_status_is_complete():
     assert data["matchingNodes"] == 2
     assert data["hardwareSummary"] == "1 x MI300X"
     assert data["resources"]["requests"] == {"amd.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
-    assert data["resolvedNodeAffinity"] == node_affinity(MI300X)
+    assert data["resolvedNodeAffinity"] == node_affinity(label_terms(p.spec, DEFAULT))
     assert data["conditions"] == [
         {
             "type": "HardwareAvailable",
             "status": "True",
             "reason": "HardwareAvailable",
-            "message": f"2 nodes with label {MI300X} and allocatable amd.com/gpu: 1, cpu: 4, "
-            "memory: 32Gi",
+            "message": f"2 nodes with label {MI300X} and label {DEFAULT_SCHEME} and allocatable "
+            "amd.com/gpu: 1, cpu: 4, memory: 32Gi",
             "lastTransitionTime": "2026-11-27T08:00:00Z",
             "observedGeneration": 3,
         }
@@ -296,7 +335,7 @@ def test_ready_status_is_complete():
 
 
 def test_label_value_is_informational_only():
-    node = node_obj("n", {"MI300X": "1"}, {"amd.com/gpu": "8"})
+    node = node_obj("n", {"MI300X": "1"}, {"amd.com/gpu": "8"}, schemes={"default": "1"})
     status = evaluate(profile({**GPU1, "acceleratorCount": 4}), cluster_of(node), DEFAULT, NOW)
     assert status.status is Phase.READY
 
@@ -375,8 +414,8 @@ def test_not_enough_resource_names_the_nearest_node():
     )
     assert status.status is Phase.NOT_AVAILABLE
     assert hw_condition(status).message == (
-        f"3 nodes with label {MI300X} but none has enough amd.com/gpu (needs 8); nearest is b "
-        "with allocatable amd.com/gpu: 6, cpu: 190"
+        f"3 nodes with label {MI300X} and label {DEFAULT_SCHEME} but none has enough "
+        "amd.com/gpu (needs 8); nearest is b with allocatable amd.com/gpu: 6, cpu: 190"
     )
 
 
@@ -410,8 +449,8 @@ def test_all_matching_nodes_unavailable_is_its_own_diagnosis():
     assert status.status is Phase.NOT_AVAILABLE
     message = hw_condition(status).message
     assert message.startswith(
-        f"2 nodes with label {MI300X} and allocatable amd.com/gpu: 1 but all are left out: "
-        "1 cordoned, 1 NotReady"
+        f"2 nodes with label {MI300X} and label {DEFAULT_SCHEME} and allocatable amd.com/gpu: 1 "
+        "but all are left out: 1 cordoned, 1 NotReady"
     )
     assert "countUnschedulableNodes" in message
 
@@ -442,7 +481,7 @@ def test_extended_resource_without_model_matches_by_resources_only():
     assert status.status is Phase.READY
     assert status.matching_nodes == 2
     assert status.resolved_node_affinity is None
-    assert status.hardware_summary == "2 x amd.com/gpu"
+    assert status.hardware_summary == "CPU"  # the spec: CPU when there is no model
     assert hw_condition(status).reason == "HardwareAvailable"
     short = evaluate(
         profile({"resources": {"requests": {"amd.com/gpu": "8"}}}), cluster, DEFAULT, NOW
@@ -504,7 +543,12 @@ def test_other_conditions_are_kept():
 
 
 def test_exact_quantities_decide_fits():
-    node = node_obj("n", {"MI300X": "8"}, {"amd.com/gpu": "8", "cpu": "3900m", "memory": "32Gi"})
+    node = node_obj(
+        "n",
+        {"MI300X": "8"},
+        {"amd.com/gpu": "8", "cpu": "3900m", "memory": "32Gi"},
+        schemes={"default": "8"},
+    )
     cluster = cluster_of(node)
     fits = profile({**GPU1, "resources": {"requests": {"cpu": "3.9", "memory": "32768Mi"}}})
     over = profile({**GPU1, "resources": {"requests": {"cpu": "3901m"}}})
@@ -535,11 +579,14 @@ def test_partition_labels_are_not_accelerators_in_the_inventory():
 
 EXPECTED = {
     # name: (status, matchingNodes, hardwareSummary, reason)
-    "qwen-qwen3-32b-mi300x-lat-fp8": ("Ready", 3, "1 x MI300X", "HardwareAvailable"),
-    "my-finetuned-qwen-mi300x-lat-fp8": ("Ready", 3, "2 x MI300X", "HardwareAvailable"),
+    # mi300x-cpx-0 advertises its 64 CPX partitions as amd.com/gpu (the device plugin's
+    # single strategy): the partition term keeps these whole-GPU profiles off it.
+    "qwen-qwen3-32b-mi300x-lat-fp8": ("Ready", 2, "1 x MI300X", "HardwareAvailable"),
+    "my-finetuned-qwen-mi300x-lat-fp8": ("Ready", 2, "2 x MI300X", "HardwareAvailable"),
     "small-model-cpu": ("Ready", 8, "CPU", "NoAcceleratorSpecified"),
     "qwen-qwen3-32b-mi300x-cpx-nps4-seed": ("NotAvailable", 0, "MI300X", "HardwareNotAvailable"),
     "qwen-qwen3-32b-mi300x-cpx-nps4": ("Ready", 1, "MI300X", "HardwareAvailable"),
+    "qwen-qwen3-32b-mi300x-cpx-nps4-partitions": ("Ready", 1, "4 x MI300X", "HardwareAvailable"),
     "qwen-qwen3-32b-mi325x-thr-fp8": ("Ready", 1, "8 x MI325X", "HardwareAvailable"),
     "llama-3-1-405b-mi325x-lat-fp8": ("NotAvailable", 0, "16 x MI325X", "HardwareNotAvailable"),
     "qwen-qwen3-32b-mi355x-lat-fp4": ("NotAvailable", 0, "1 x MI355X", "HardwareNotAvailable"),

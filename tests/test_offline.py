@@ -66,17 +66,23 @@ def test_check_prints_a_kubectl_like_table_and_exits_1_when_something_is_not_ava
         "1",
         "x",
         "MI300X",
-        "3",
+        "2",
         "HardwareAvailable",
     ]
     assert rows["qwen-qwen3-32b-mi355x-lat-fp4"][2] == "NotAvailable"
     assert rows["small-model-cpu"][:3] == ["dev-team", "aimprofile/small-model-cpu", "Ready"]
     assert "No node has label feature.node.kubernetes.io/aim-accelerator.MI355X" in result.stdout
-    assert len(rows) == 10
+    assert len(rows) == 11
 
 
 def test_check_exits_0_when_every_profile_is_ready(tmp_path):
-    write_profile(tmp_path / "a.yaml", "a", acceleratorModel="MI300X", acceleratorCount=1)
+    write_profile(
+        tmp_path / "a.yaml",
+        "a",
+        acceleratorModel="MI300X",
+        acceleratorType="gpu",
+        acceleratorCount=1,
+    )
     write_profile(tmp_path / "b.yml", "b")
     result = run("check", "--nodes", NODES, "--profiles", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -101,7 +107,7 @@ def test_check_json_output_carries_full_statuses():
     (item,) = listing["items"]
     status = item["status"]
     assert status["status"] == "Ready"
-    assert status["matchingNodes"] == 3
+    assert status["matchingNodes"] == 2
     assert status["version"] == "0.8.5"
     assert status["resources"]["requests"] == {"amd.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
     assert item["spec"]["aimId"] == "qwen/qwen3-32b"
@@ -119,7 +125,13 @@ def test_check_yaml_output():
 def test_bad_inputs_get_one_line_each_and_the_rest_is_still_evaluated(tmp_path):
     profiles = tmp_path / "profiles"
     profiles.mkdir()
-    write_profile(profiles / "good.yaml", "good", acceleratorModel="MI300X", acceleratorCount=1)
+    write_profile(
+        profiles / "good.yaml",
+        "good",
+        acceleratorModel="MI300X",
+        acceleratorType="gpu",
+        acceleratorCount=1,
+    )
     write_profile(profiles / "auto.yaml", "auto", precision="auto")
     (profiles / "broken.yaml").write_text("apiVersion: aim.eai.amd.com/v1alpha2\nkind: [unclosed\n")
     (profiles / "multi.yaml").write_text(
@@ -174,7 +186,8 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_still_evaluated(tmp_path):
     rows = table_rows(result.stdout)
     assert sorted(rows) == ["good", "second"]
     assert rows["good"][1] == "Ready"
-    assert rows["good"][5] == "2"  # mi300x-0 was dropped: mi300x-1 and mi300x-cpx-0 remain
+    # mi300x-0 was dropped, mi300x-2 is cordoned; mi300x-cpx-0's amd.com/gpu are partitions
+    assert rows["good"][5] == "1"
 
 
 def test_node_files_may_be_multi_document_or_a_single_node(tmp_path):
@@ -183,11 +196,23 @@ def test_node_files_may_be_multi_document_or_a_single_node(tmp_path):
     multi.write_text(yaml.safe_dump_all(nodes[:2]))
     single = tmp_path / "single.yaml"
     single.write_text(yaml.safe_dump(nodes[5]))  # mi325x-0
-    profile = write_profile(tmp_path / "p.yaml", "p", acceleratorModel="MI300X", acceleratorCount=1)
+    profile = write_profile(
+        tmp_path / "p.yaml",
+        "p",
+        acceleratorModel="MI300X",
+        acceleratorType="gpu",
+        acceleratorCount=1,
+    )
     result = run("check", "--nodes", multi, "--nodes", single, "--profiles", profile, "-o", "json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["items"][0]["status"]["matchingNodes"] == 2
-    mi325 = write_profile(tmp_path / "q.yaml", "q", acceleratorModel="MI325X", acceleratorCount=8)
+    mi325 = write_profile(
+        tmp_path / "q.yaml",
+        "q",
+        acceleratorModel="MI325X",
+        acceleratorType="gpu",
+        acceleratorCount=8,
+    )
     result = run("check", "--nodes", single, "--profiles", mi325, "-o", "json")
     assert json.loads(result.stdout)["items"][0]["status"]["matchingNodes"] == 1
 
@@ -233,9 +258,9 @@ def test_config_changes_the_outcome_and_bad_config_is_refused(tmp_path):
     result = run("check", "--nodes", NODES, "--profiles", profile, "--config", config)
     assert result.returncode == 2
     assert (
-        result.stderr.strip()
-        == f"error: {config}: data.countNotReady: unknown key (known keys: countNotReadyNodes, "
-        "countUnschedulableNodes, gpuResourceName)"
+        result.stderr.strip() == f"error: {config}: data.countNotReady: unknown key (known keys: "
+        "acceleratorPreference, countNotReadyNodes, countUnschedulableNodes, gpuResourceName, "
+        "inferAcceleratorType)"
     )
 
 

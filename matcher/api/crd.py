@@ -46,14 +46,27 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Primary", "type": "boolean", "jsonPath": ".spec.primary"},
     {"name": "Version", "type": "string", "jsonPath": ".status.version"},
+    {
+        "name": "Partitioning",
+        "type": "string",
+        "jsonPath": ".spec.acceleratorPartitioningMode",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+
+#: ``kubectl get aimprofiles --field-selector spec.aimId=qwen/qwen3-32b`` (Kubernetes 1.32+;
+#: AIM Engine declares the same one).
+SELECTABLE_FIELDS: list[dict[str, str]] = [{"jsonPath": ".spec.aimId"}]
+#: ``kubectl get aim`` lists both kinds; ``all`` as AIM Engine has it.
+CATEGORIES = ["aim", "all"]
 
 KINDS: dict[str, dict[str, Any]] = {
     KIND_PROFILE: {
         "plural": "aimprofiles",
         "singular": "aimprofile",
-        "short_names": ["aimp"],
+        # aimprf is AIM Engine's; aimp came first here.
+        "short_names": ["aimp", "aimprf"],
         "scope": "Namespaced",
         "spec": AIMProfileSpec,
         "description": (
@@ -65,7 +78,7 @@ KINDS: dict[str, dict[str, Any]] = {
     KIND_CLUSTER_PROFILE: {
         "plural": "aimclusterprofiles",
         "singular": "aimclusterprofile",
-        "short_names": ["aimcp"],
+        "short_names": ["aimcp", "aimclprf"],
         "scope": "Cluster",
         "spec": AIMClusterProfileSpec,
         "description": (
@@ -159,7 +172,7 @@ def crd(kind: str) -> dict[str, Any]:
                 "plural": plural,
                 "singular": info["singular"],
                 "shortNames": info["short_names"],
-                "categories": ["aim"],
+                "categories": CATEGORIES,
             },
             "scope": info["scope"],
             "versions": [
@@ -169,6 +182,7 @@ def crd(kind: str) -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "selectableFields": SELECTABLE_FIELDS,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",

@@ -5,19 +5,29 @@ from their JSON schema (``matcher.api.crd``), and the field descriptions are wha
 ``kubectl explain`` shows. Specs forbid unknown fields, so a ``caching`` block on an
 AIMClusterProfile, or a typo, is an error naming the field rather than a silent drop.
 
+The spec is a superset of AIM Engine's v1alpha2 profile CRDs (``amd-enterprise-ai/aim-engine``,
+``api/v1alpha2/aimprofile_shared.go``): every profile those CRDs accept parses here and keeps
+every field, including fields this matcher gives no meaning (``acceleratorVendor`` beyond the
+derived resource name, ``manualSelectionOnly``, ``features``, ``variant``). The checks kept
+stricter than upstream only reject values no cluster could use: negative quantities, limits
+below requests, accelerator ids and partition schemes too long to form a label key, and env
+entries without a name. docs/status.md lists every difference.
+
 Pure: no Kubernetes client.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,12 +35,14 @@ from pydantic import (
     PlainSerializer,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from detector.labels import ID_PATTERN, MAX_ID_LENGTH
-from matcher.core.quantity import parse_quantity
+from detector.labels import ID_PATTERN, MAX_ID_LENGTH, MAX_NAME_LENGTH, MAX_SCHEME_LENGTH
+from matcher.core.quantity import format_quantity, parse_quantity
 
 GROUP = "aim.eai.amd.com"
 VERSION = "v1alpha2"
@@ -39,11 +51,19 @@ KIND_PROFILE = "AIMProfile"
 KIND_CLUSTER_PROFILE = "AIMClusterProfile"
 
 INT32_MAX = 2**31 - 1
-#: The pattern Kubernetes' own CRDs put on quantities (controller-gen output).
+#: Kubernetes' quantity pattern (controller-gen output) without the leading minus: no resource
+#: amount can be negative, so ``memory: "-1"`` is refused by the API server already.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?"
     r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+#: Bounds that keep the CEL rule over resources cheap on a real API server (its cost estimate
+#: multiplies map sizes by string lengths); no real quantity or resource list comes near them.
+MAX_QUANTITY_LENGTH = 64
+MAX_RESOURCES = 64
+#: Reserved values of ``acceleratorPartitioningMode`` (AIM Engine's node_match.go).
+MODE_UNPARTITIONED = "unpartitioned"
+MODE_PARTITIONED = "partitioned"
 
 
 class Metric(StrEnum):
@@ -56,6 +76,8 @@ class Precision(StrEnum):
     FP8 = "fp8"
     FP16 = "fp16"
     FP32 = "fp32"
+    # In AIM Engine's current enum; the spec page predates it.
+    FP64 = "fp64"
     BF16 = "bf16"
     INT4 = "int4"
     INT8 = "int8"
@@ -73,6 +95,13 @@ class ProfileType(StrEnum):
 class AcceleratorType(StrEnum):
     GPU = "gpu"
     CPU = "cpu"
+
+
+class AcceleratorVendor(StrEnum):
+    """The device-plugin contract (AIM Engine): which vendor's GPU resource ``gpu`` derives."""
+
+    AMD = "amd"
+    NVIDIA = "nvidia"
 
 
 class Phase(StrEnum):
@@ -101,7 +130,10 @@ def _check_quantity(value: object) -> object:
     # refused too: the API server's int-or-string schema rejects them.
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"a quantity must be a string such as '500m' or an integer, not {value!r}")
-    parse_quantity(value)
+    if isinstance(value, str) and len(value) > MAX_QUANTITY_LENGTH:
+        raise ValueError(f"a quantity is at most {MAX_QUANTITY_LENGTH} characters")
+    if parse_quantity(value) < 0:
+        raise ValueError(f"{value!r} is negative: a resource amount cannot be below zero")
     return value
 
 
@@ -112,14 +144,42 @@ Quantity = Annotated[
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
+            "minimum": 0,
+            "maxLength": MAX_QUANTITY_LENGTH,
             "x-kubernetes-int-or-string": True,
         }
     ),
 ]
 
-FreeFormObject = Annotated[
-    dict[str, Any],
-    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+
+def _check_json(value: object, where: str = "") -> object:
+    """Any JSON value, as kubectl would send it (YAML dates become their text)."""
+    if isinstance(value, date):
+        return value.isoformat()
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where + ': ' if where else ''}{value!r} is not a JSON number")
+        return value
+    if isinstance(value, list):
+        return [_check_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where + ': ' if where else ''}key {k!r} is not a string")
+            out[k] = _check_json(v, f"{where}.{k}" if where else k)
+        return out
+    raise ValueError(f"{where + ': ' if where else ''}{type(value).__name__} is not a JSON value")
+
+
+#: Any JSON value (object, array, string, number, bool), kept as written: AIM Engine's
+#: ``engineArgs`` is schemaless (``x-kubernetes-preserve-unknown-fields`` without a type).
+FreeFormJSON = Annotated[
+    Any,
+    BeforeValidator(_check_json),
+    WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
 ]
 
 
@@ -166,21 +226,68 @@ class ResourceClaim(_Model):
     request: str | None = Field(default=None, description="Request name inside that claim.")
 
 
+ResourceList = Annotated[dict[str, Quantity], Field(max_length=MAX_RESOURCES)]
+
+#: Kubernetes refuses a container whose limit is below its request; so does the CRD (CEL with
+#: the quantity library, so ``1Gi`` and ``1024Mi`` compare as equal amounts).
+_LIMITS_RULE = (
+    "!has(self.limits) || !has(self.requests) || self.limits.all(k, !(k in self.requests) || "
+    "quantity(string(self.limits[k])).compareTo(quantity(string(self.requests[k]))) >= 0)"
+)
+
+
 class ResourceRequirements(_Model):
     """core/v1 ResourceRequirements."""
 
-    limits: dict[str, Quantity] | None = Field(
-        default=None, description="Maximum amount of each resource, e.g. {cpu: '8'}."
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _LIMITS_RULE,
+                    "message": "limits may not be lower than requests (a limit caps its request)",
+                    "fieldPath": ".limits",
+                }
+            ]
+        }
     )
-    requests: dict[str, Quantity] | None = Field(
+
+    # requests before limits: the limits check reads the validated requests.
+    requests: ResourceList | None = Field(
         default=None,
         description=(
             "Minimum amount of each resource, e.g. {cpu: '4', memory: 32Gi, amd.com/cpx_nps4: '4'}."
         ),
     )
-    claims: list[ResourceClaim] | None = Field(
-        default=None, description="Dynamic resource claims used by the container."
+    limits: ResourceList | None = Field(
+        default=None, description="Maximum amount of each resource, e.g. {cpu: '8'}."
     )
+    claims: list[ResourceClaim] | None = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Dynamic resource claims used by the container.",
+    )
+
+    @field_validator("limits")
+    @classmethod
+    def _limits_cover_requests(
+        cls, limits: dict[str, int | str] | None, info: ValidationInfo
+    ) -> dict[str, int | str] | None:
+        requests = info.data.get("requests") or {}
+        for name, limit in (limits or {}).items():
+            request = requests.get(name)
+            if request is not None and parse_quantity(limit) < parse_quantity(request):
+                raise ValueError(
+                    f"{name}: limit {format_quantity(parse_quantity(limit))} is below its request "
+                    f"{format_quantity(parse_quantity(request))} (limits may not be lower than "
+                    "requests)"
+                )
+        return limits
+
+    @field_validator("claims")
+    @classmethod
+    def _unique_claims(cls, claims: list[ResourceClaim] | None) -> list[ResourceClaim] | None:
+        _no_duplicates([c.name for c in claims or ()], "name", "entries are keyed by name")
+        return claims
 
 
 class KeySelector(_Model):
@@ -188,6 +295,15 @@ class KeySelector(_Model):
     key: str = Field(description="The key to select.")
     optional: StrictBool | None = Field(
         default=None, description="Whether the ConfigMap/Secret or its key may be missing."
+    )
+
+
+class FileKeySelector(_Model):
+    volume_name: str = Field(description="The volume mount holding the env file.")
+    path: str = Field(description="Path of the env file inside the volume.")
+    key: str = Field(description="The key within the env file.")
+    optional: StrictBool = Field(
+        default=False, description="Whether the file or its key may be missing."
     )
 
 
@@ -215,6 +331,9 @@ class EnvVarSource(_Model):
     resource_field_ref: ResourceFieldSelector | None = Field(
         default=None, description="Selects a resource of the container."
     )
+    file_key_ref: FileKeySelector | None = Field(
+        default=None, description="Selects a key of an env file (the EnvFiles feature)."
+    )
 
 
 class EnvVar(_Model):
@@ -227,8 +346,33 @@ class EnvVar(_Model):
     )
 
 
+def _no_duplicates(names: list[str], what: str, why: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} {name!r} ({why})")
+        seen.add(name)
+
+
+def _unique_env(env: list[EnvVar] | None) -> list[EnvVar] | None:
+    _no_duplicates([e.name for e in env or ()], "name", "entries are keyed by name")
+    return env
+
+
+#: An env list keyed by name, as core/v1 and AIM Engine declare it (a list-map: merge patches
+#: and server-side apply address entries by name; duplicates are refused).
+EnvList = Annotated[
+    list[EnvVar],
+    AfterValidator(_unique_env),
+    Field(
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+    ),
+]
+
+
 class LocalObjectReference(_Model):
-    name: str = Field(min_length=1, description="Name of the Secret.")
+    # Empty is allowed, as in core/v1 (AIM Engine's CRD accepts ``imagePullSecrets: [{}]``).
+    name: str = Field(default="", description="Name of the Secret.")
 
 
 # --- spec ----------------------------------------------------------------------------------------
@@ -243,28 +387,93 @@ class ModelSource(_Model):
         description="Where to download it from, e.g. hf://qwen/qwen3-32b-fp8 or s3://...",
     )
     precision: Precision | None = Field(default=None, description="Precision of the artifact.")
+    size: Quantity | None = Field(
+        default=None, description="Expected storage size of the artifact, e.g. 64Gi."
+    )
+    env: EnvList | None = Field(
+        default=None, description="Per-source environment (e.g. credentials) for the download."
+    )
 
 
 class CachingConfig(_Model):
     enabled: StrictBool = Field(
         default=False, description="Cache model artifacts in the namespace before serving."
     )
-    env: list[EnvVar] | None = Field(
+    env: EnvList | None = Field(
         default=None, description="Environment variables for the caching job."
     )
 
 
+_ID_TOO_LONG = (
+    f"at most {MAX_ID_LENGTH} characters: the node label "
+    f"feature.node.kubernetes.io/aim-accelerator.<acceleratorModel> has a {MAX_NAME_LENGTH}-"
+    "character name limit, so no node could carry a longer one"
+)
+_SCHEME_TOO_LONG = (
+    f"at most {MAX_SCHEME_LENGTH} characters: the node label "
+    "feature.node.kubernetes.io/aim-accelerator.partitioning-scheme.<mode> has a "
+    f"{MAX_NAME_LENGTH}-character name limit, so no node could carry a longer one"
+)
+_AIM_ID_KEPT_RULE = (
+    "!has(oldSelf.aimId) || oldSelf.aimId == '' || (has(self.aimId) && self.aimId == oldSelf.aimId)"
+)
+_CPU_MODE_RULE = (
+    "!has(self.acceleratorType) || self.acceleratorType != 'cpu' || "
+    "!has(self.acceleratorPartitioningMode) || size(self.acceleratorPartitioningMode) == 0 || "
+    "self.acceleratorPartitioningMode == 'unpartitioned'"
+)
+_CPU_MODE_MESSAGE = (
+    "acceleratorPartitioningMode must be 'unpartitioned' (or unset) when acceleratorType is cpu"
+)
+
+
+def _max_length(limit: int, why: str) -> AfterValidator:
+    def check(value: str | None) -> str | None:
+        if value is not None and len(value) > limit:
+            raise ValueError(f"{value!r} is too long: {why}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _unique_features(features: list[str] | None) -> list[str] | None:
+    _no_duplicates(list(features or ()), "entry", "a set: each value once")
+    return features
+
+
 class _ProfileSpecBase(_Model):
-    aim_id: str = Field(
-        min_length=1,
+    model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self == oldSelf", "message": "aimId is immutable"}
+                {
+                    # aimId's own rule cannot see it being removed; this one can.
+                    "rule": _AIM_ID_KEPT_RULE,
+                    "message": "aimId is immutable once set (it cannot be removed either)",
+                    "fieldPath": ".aimId",
+                },
+                {
+                    "rule": _CPU_MODE_RULE,
+                    "message": _CPU_MODE_MESSAGE,
+                    "fieldPath": ".acceleratorPartitioningMode",
+                },
+            ]
+        }
+    )
+
+    aim_id: str | None = Field(
+        default=None,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "oldSelf == '' || self == oldSelf",
+                    "message": "aimId is immutable once set",
+                }
             ]
         },
         description=(
-            "Model architecture this profile serves, e.g. qwen/qwen3-32b. Required; immutable "
-            "once set. Selection groups profiles by it."
+            "Model architecture this profile serves, e.g. qwen/qwen3-32b; selection groups "
+            "profiles by it. Immutable once set. Profiles without one (AIM Engine's base "
+            "profiles) are evaluated but never selected."
         ),
     )
     model_id: str | None = Field(
@@ -274,12 +483,19 @@ class _ProfileSpecBase(_Model):
         default=None, description="Id of the source profile inside the AIM container image."
     )
     engine: str | None = Field(default=None, description="Inference engine, e.g. vllm.")
+    variant: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="Runtime recipe variant among otherwise equal profiles, e.g. usp4.",
+    )
     metric: Metric | None = Field(
         default=None, description="Optimization target: latency or throughput."
     )
     precision: Precision | None = Field(
         default=None,
-        description="Numeric precision: fp4, fp8, fp16, fp32, bf16, int4 or int8 (never auto).",
+        description=(
+            "Numeric precision: fp4, fp8, fp16, fp32, fp64, bf16, int4 or int8 (never auto)."
+        ),
     )
     type: ProfileType | None = Field(
         default=None,
@@ -294,20 +510,42 @@ class _ProfileSpecBase(_Model):
             "selection only considers primary profiles unless asked otherwise."
         ),
     )
-    accelerator_model: str | None = Field(
+    manual_selection_only: StrictBool | None = Field(
+        default=None,
+        description=(
+            "Kept for AIM Engine compatibility; has no effect (AIM Engine's resolver ignores "
+            "it too)."
+        ),
+    )
+    accelerator_model: Annotated[str | None, _max_length(MAX_ID_LENGTH, _ID_TOO_LONG)] = Field(
         default=None,
         pattern=ID_PATTERN,
-        max_length=MAX_ID_LENGTH,
+        max_length=63,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"size(self) <= {MAX_ID_LENGTH}",
+                    "message": f"acceleratorModel must be {_ID_TOO_LONG}",
+                }
+            ]
+        },
         description=(
             "Accelerator id for node selection, e.g. MI300X or EPYC_ZEN5. Nodes must carry "
             "the label feature.node.kubernetes.io/aim-accelerator.<acceleratorModel>."
+        ),
+    )
+    accelerator_vendor: AcceleratorVendor | None = Field(
+        default=None,
+        description=(
+            "amd or nvidia: the vendor whose GPU resource acceleratorType gpu derives "
+            "(amd: the configured gpuResourceName, default amd.com/gpu; nvidia: nvidia.com/gpu)."
         ),
     )
     accelerator_type: AcceleratorType | None = Field(
         default=None,
         description=(
             "gpu or cpu: what acceleratorCount derives to (the GPU resource name, or cpu). "
-            "When unset with an acceleratorModel, EPYC_* models mean cpu and others gpu."
+            "Without it nothing is derived."
         ),
     )
     accelerator_count: int | None = Field(
@@ -317,8 +555,31 @@ class _ProfileSpecBase(_Model):
         le=INT32_MAX,
         json_schema_extra={"format": "int32"},
         description=(
-            "GPUs or CPU cores required. Derives a resource request; 0 derives none (use "
-            "resources for partition resources such as amd.com/cpx_nps4)."
+            "GPUs (or partitions, with a partitioning mode) or CPU cores required. Derives a "
+            "resource request; 0 derives none (use resources for partition resources such as "
+            "amd.com/cpx_nps4)."
+        ),
+    )
+    accelerator_partitioning_mode: Annotated[
+        str | None, _max_length(MAX_SCHEME_LENGTH, _SCHEME_TOO_LONG)
+    ] = Field(
+        default=None,
+        pattern=ID_PATTERN,
+        max_length=63,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"size(self) <= {MAX_SCHEME_LENGTH}",
+                    "message": f"acceleratorPartitioningMode must be {_SCHEME_TOO_LONG}",
+                }
+            ]
+        },
+        description=(
+            "GPU partition state the profile needs (GPU profiles only; case-insensitive): "
+            "unpartitioned (nodes labelled ...partitioning-scheme.default), partitioned (nodes "
+            "without it) or a scheme such as CPX-NPS4 (nodes labelled "
+            "...partitioning-scheme.CPX-NPS4). Unset: unpartitioned when a whole-GPU request "
+            "is derived, otherwise no partition requirement."
         ),
     )
     resources: ResourceRequirements | None = Field(
@@ -331,9 +592,12 @@ class _ProfileSpecBase(_Model):
     image: str = Field(
         min_length=1, description="Container image that runs the workload. Required."
     )
-    engine_args: FreeFormObject | None = Field(
+    engine_args: FreeFormJSON = Field(
         default=None,
-        description="Inference engine CLI arguments as a free-form object (typed values kept).",
+        description=(
+            "Inference engine CLI arguments, usually an object (any JSON value is kept as "
+            "written, typed values included)."
+        ),
     )
     engine_env: dict[str, str] | None = Field(
         default=None, description="Environment variables for the inference engine process."
@@ -341,7 +605,7 @@ class _ProfileSpecBase(_Model):
     model_sources: list[ModelSource] | None = Field(
         default=None, description="Model artifacts and where to download them."
     )
-    container_env: list[EnvVar] | None = Field(
+    container_env: EnvList | None = Field(
         default=None, description="Container-level environment variables for the AIM runtime."
     )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
@@ -350,6 +614,23 @@ class _ProfileSpecBase(_Model):
     service_account_name: str | None = Field(
         default=None, description="Service account for the workloads."
     )
+    features: Annotated[list[str] | None, AfterValidator(_unique_features)] = Field(
+        default=None,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Optional capabilities the image honours, e.g. adapters (kept, not used here).",
+    )
+
+    @field_validator("accelerator_partitioning_mode")
+    @classmethod
+    def _cpu_profiles_are_unpartitioned(cls, mode: str | None, info: ValidationInfo) -> str | None:
+        # acceleratorType is declared (and so validated) before the mode.
+        if info.data.get("accelerator_type") is AcceleratorType.CPU and mode not in (
+            None,
+            "",
+            MODE_UNPARTITIONED,
+        ):
+            raise ValueError(f"{_CPU_MODE_MESSAGE}, not {mode!r}")
+        return mode
 
 
 class AIMClusterProfileSpec(_ProfileSpecBase):

@@ -1,7 +1,7 @@
 """Which profiles a node change can affect.
 
-A profile depends on the nodes carrying its accelerator label key (and on their
-allocatable, schedulability and readiness); a profile with requests but no label key
+A profile depends on the nodes carrying its accelerator label key (and on their other
+labels, allocatable, schedulability and readiness); a profile with requests but no label key
 depends on every node's capacity for the resources it requests; a CPU-only profile depends
 on no node at all. The index maps label key -> profiles and resource name -> profiles so a
 node event enqueues only the profiles whose status it can change.
@@ -111,14 +111,13 @@ class AffectedIndex(Generic[K]):
         changed_resources = {
             r for r in old_alloc.keys() | new_alloc.keys() if old_alloc.get(r) != new_alloc.get(r)
         }
-        if state_changed or changed_resources:
+        # Any change to a node's labels reaches every profile keyed on a label it carries: a
+        # profile's partition term reads the node's partitioning-scheme labels, which are
+        # not its key (a node repartitioned SPX -> CPX keeps its MI300X label).
+        if state_changed or changed_resources or old_labels != new_labels:
             label_keys: Iterable[str] = old_labels.keys() | new_labels.keys()
         else:
-            label_keys = {
-                k
-                for k in old_labels.keys() | new_labels.keys()
-                if old_labels.get(k) != new_labels.get(k)
-            }
+            label_keys = ()
         affected: set[K] = set()
         for label_key in label_keys:
             affected |= self._by_label.get(label_key, set())

@@ -6,6 +6,11 @@ Keys (all optional):
   e.g. ``amd.com/cpx_nps4`` on a cluster whose device plugin uses the ``mixed`` strategy).
 - ``countUnschedulableNodes``: ``"true"`` to count cordoned nodes as matching (default false).
 - ``countNotReadyNodes``: ``"true"`` to count NotReady nodes as matching (default false).
+- ``inferAcceleratorType``: ``"true"`` to treat a profile with an ``acceleratorModel`` but no
+  ``acceleratorType`` as ``cpu`` (``EPYC_*`` models) or ``gpu`` (any other) when deriving its
+  request (default false: the spec derives only from ``acceleratorType``).
+- ``acceleratorPreference``: comma-separated accelerator models, most preferred first, for
+  automatic selection (default ``DEFAULT_ACCELERATOR_PREFERENCE``: newest Instinct first).
 
 Unknown keys are errors: a typo must not silently fall back to a default.
 """
@@ -17,6 +22,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_GPU_RESOURCE = "amd.com/gpu"
+#: AIM Engine's order (internal/utils preference.go: MI325X, MI300X, MI250X, MI210, R9700,
+#: W7900) with the newer MI355X and MI350X in front, which it does not list (so it ranks them
+#: last).
+DEFAULT_ACCELERATOR_PREFERENCE: tuple[str, ...] = (
+    "MI355X",
+    "MI350X",
+    "MI325X",
+    "MI300X",
+    "MI250X",
+    "MI210",
+    "R9700",
+    "W7900",
+)
+_KNOWN_KEYS = frozenset(
+    {
+        "gpuResourceName",
+        "countUnschedulableNodes",
+        "countNotReadyNodes",
+        "inferAcceleratorType",
+        "acceleratorPreference",
+    }
+)
+_MODEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 # A qualified resource name: optional DNS-subdomain prefix + "/" + a label-like name.
 _RESOURCE_NAME_RE = re.compile(
@@ -36,15 +64,16 @@ class MatcherConfig:
     gpu_resource_name: str = DEFAULT_GPU_RESOURCE
     count_unschedulable_nodes: bool = False
     count_not_ready_nodes: bool = False
+    infer_accelerator_type: bool = False
+    accelerator_preference: tuple[str, ...] = DEFAULT_ACCELERATOR_PREFERENCE
 
     @classmethod
     def from_configmap_data(cls, data: Mapping[str, str] | None) -> MatcherConfig:
         data = dict(data or {})
-        known = {"gpuResourceName", "countUnschedulableNodes", "countNotReadyNodes"}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - _KNOWN_KEYS)
         if unknown:
             raise ConfigError(
-                f"data.{unknown[0]}: unknown key (known keys: {', '.join(sorted(known))})"
+                f"data.{unknown[0]}: unknown key (known keys: {', '.join(sorted(_KNOWN_KEYS))})"
             )
         gpu = data.get("gpuResourceName", DEFAULT_GPU_RESOURCE)
         if not isinstance(gpu, str) or len(gpu) > 316 or not _RESOURCE_NAME_RE.match(gpu):
@@ -55,6 +84,8 @@ class MatcherConfig:
             gpu_resource_name=gpu,
             count_unschedulable_nodes=_flag(data, "countUnschedulableNodes"),
             count_not_ready_nodes=_flag(data, "countNotReadyNodes"),
+            infer_accelerator_type=_flag(data, "inferAcceleratorType"),
+            accelerator_preference=_preference(data),
         )
 
 
@@ -66,3 +97,20 @@ def _flag(data: Mapping[str, object], key: str) -> bool:
     if text in _FALSE:
         return False
     raise ConfigError(f'data.{key}: expected "true" or "false", got {raw!r}')
+
+
+def _preference(data: Mapping[str, object]) -> tuple[str, ...]:
+    raw = data.get("acceleratorPreference")
+    if raw is None:
+        return DEFAULT_ACCELERATOR_PREFERENCE
+    if not isinstance(raw, str):
+        raise ConfigError(f"data.acceleratorPreference: expected a string, got {raw!r}")
+    models = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for model in models:
+        if not _MODEL_RE.match(model):
+            raise ConfigError(
+                f"data.acceleratorPreference: {model!r} is not an accelerator model such as MI300X"
+            )
+    if len({m.upper() for m in models}) != len(models):
+        raise ConfigError("data.acceleratorPreference: a model is listed twice")
+    return models

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 
 from detector.labels import LABEL_PREFIX, accelerator_id_of
+from matcher.core.affinity import DEFAULT_SCHEME_KEY, scheme_of
 from matcher.core.cluster import ClusterIndex
 from matcher.core.matching import MatchResult
 from matcher.core.quantity import format_quantity
@@ -40,13 +41,15 @@ def _left_out(result: MatchResult) -> str:
 
 
 def _where(result: MatchResult) -> str:
-    return f"label {result.label_key}" if result.label_key else "no label requirement"
+    if not result.terms:
+        return "no label requirement"
+    return " and ".join(term.describe() for term in result.terms)
 
 
 def ready_message(result: MatchResult, requests: Mapping[str, Fraction]) -> str:
     nodes = _plural(result.matching, "node")
-    if result.label_key:
-        message = f"{nodes} with label {result.label_key} and {_needs(requests)}"
+    if result.terms:
+        message = f"{nodes} with {_where(result)} and {_needs(requests)}"
     else:
         message = f"{nodes} with {_needs(requests)}"
     if result.fitting_left_out:
@@ -128,6 +131,8 @@ def not_available_message(
             f"No node has label {result.label_key}{hint}; accelerator labels in the cluster: "
             f"{inventory}"
         )
+    if result.excluded == result.candidates:
+        return _partition_message(result)
     nearest = result.nearest
     if nearest is None:  # only possible with a zero-candidate result, handled above
         return f"No node with {_where(result)} matches"
@@ -139,4 +144,27 @@ def not_available_message(
         f"{_plural(result.candidates, 'node')} with {_where(result)} but none has enough "
         f"{needs}; nearest is {nearest.node} with allocatable {format_resources(shown)}"
         f"{_advertised_hint(cluster, nearest.missing)}"
+    )
+
+
+def _partition_message(result: MatchResult) -> str:
+    """Every node with the model label fails the partition term: say which way and why."""
+    term = result.terms[-1]
+    model = result.terms[0].key
+    nodes = _plural(result.candidates, "node")
+    schemes = ", ".join(result.excluded_schemes) or "none"
+    if term.exists:
+        wanted = (
+            "the profile asks for unpartitioned GPUs"
+            if term.key == DEFAULT_SCHEME_KEY
+            else f"the profile asks for GPUs partitioned as {scheme_of(term.key)}"
+        )
+        return (
+            f"{nodes} with label {model} but none has label {term.key} ({wanted}; "
+            f"partitioning schemes on those nodes: {schemes}; set acceleratorPartitioningMode to "
+            "the scheme the profile is written for)"
+        )
+    return (
+        f"{nodes} with label {model} but all have label {term.key} (the profile asks for "
+        f"partitioned GPUs; partitioning schemes on those nodes: {schemes})"
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from datetime import UTC, datetime
-from typing import Any
 
 from matcher.api.models import (
     CONDITION_HARDWARE,
@@ -26,6 +25,7 @@ from matcher.api.models import (
     StatusResources,
 )
 from matcher.core import diagnostics
+from matcher.core.affinity import LabelTerm, label_terms, node_affinity
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import MatcherConfig
 from matcher.core.matching import MatchResult, match_nodes
@@ -41,6 +41,7 @@ from matcher.core.resources import (
 __all__ = [
     "evaluate",
     "is_cpu_only",
+    "label_terms",
     "node_affinity",
     "required_label_key",
     "resolve_resources",
@@ -48,20 +49,9 @@ __all__ = [
 ]
 
 
-def node_affinity(label_key: str | None) -> dict[str, Any] | None:
-    """One required term, ``<label key> Exists``; None without a key."""
-    if label_key is None:
-        return None
-    return {
-        "requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [{"key": label_key, "operator": "Exists"}]}]
-        }
-    }
-
-
 @functools.lru_cache(maxsize=1024)
-def _affinity_model(label_key: str | None) -> NodeAffinity | None:
-    affinity = node_affinity(label_key)
+def _affinity_model(terms: tuple[LabelTerm, ...]) -> NodeAffinity | None:
+    affinity = node_affinity(terms)
     return NodeAffinity.model_validate(affinity) if affinity else None
 
 
@@ -81,8 +71,8 @@ def evaluate(
     spec: ProfileSpec = profile.spec
     resources = resolve_resources(spec, config)
     requests = parsed_requests(resources)
-    label_key = required_label_key(spec)
-    result: MatchResult = match_nodes(cluster, label_key, requests, config)
+    terms = label_terms(spec, config)
+    result: MatchResult = match_nodes(cluster, terms, requests, config)
 
     if is_cpu_only(spec):
         phase, cond_status, reason = Phase.READY, ConditionStatus.TRUE, REASON_NO_ACCELERATOR
@@ -114,9 +104,9 @@ def evaluate(
         observed_generation=profile.generation,
         version=image_version(spec.image),
         matching_nodes=result.matching,
-        hardware_summary=hardware_summary(spec, resources),
+        hardware_summary=hardware_summary(spec),
         # Built from validated input, so skip re-validating every quantity.
         resources=StatusResources.model_construct(**resources) if resources else None,
-        resolved_node_affinity=_affinity_model(label_key),
+        resolved_node_affinity=_affinity_model(terms),
         conditions=sorted([condition, *others], key=lambda c: c.type),
     )

@@ -1,6 +1,7 @@
-"""Which nodes satisfy a (label key, requests) pair, and what came nearest when none does.
+"""Which nodes satisfy a (label terms, requests) pair, and what came nearest when none does.
 
-A node matches when it carries the label key (any value: the value is informational) and its
+A node matches when it satisfies every label term (the accelerator model key ``Exists``, any
+value: the value is informational; then the partition term, see ``affinity.py``) and its
 allocatable covers every request. Cordoned and NotReady nodes that would match are counted
 apart, so the message can say how many were left out and why; ``MatcherConfig`` can count them.
 """
@@ -11,6 +12,7 @@ from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
+from matcher.core.affinity import LabelTerm, scheme_of
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import MatcherConfig
 from matcher.core.nodes import NodeView, to_nanos
@@ -28,9 +30,9 @@ class Shortfall:
 
 @dataclass(frozen=True, slots=True)
 class MatchResult:
-    label_key: str | None
+    terms: tuple[LabelTerm, ...]
     candidates: int
-    """Nodes considered: those with the label key (all nodes when there is none)."""
+    """Nodes with the model label key (all nodes when there is none)."""
     matching: int
     fitting_cordoned: int = 0
     """Nodes that fit but are cordoned and not counted (NotReady as well counts in both)."""
@@ -38,6 +40,15 @@ class MatchResult:
     fitting_left_out: int = 0
     nearest: Shortfall | None = None
     """Set when no candidate fits."""
+    excluded: int = 0
+    """Candidates the other label terms (the partition term) rule out."""
+    excluded_schemes: tuple[str, ...] = ()
+    """The partitioning schemes those excluded nodes carry (sorted names; ``default`` too)."""
+
+    @property
+    def label_key(self) -> str | None:
+        """The model label key, or None without a label requirement."""
+        return self.terms[0].key if self.terms else None
 
 
 def missing_resources(node: NodeView, requests: Mapping[str, int]) -> tuple[str, ...]:
@@ -71,23 +82,34 @@ def _shortage(node: NodeView, requests: Mapping[str, int], missing: tuple[str, .
 
 def match_nodes(
     cluster: ClusterIndex,
-    label_key: str | None,
+    terms: tuple[LabelTerm, ...],
     requests: Mapping[str, Fraction],
     config: MatcherConfig,
 ) -> MatchResult:
-    """Memoised on the index: profiles sharing a key and requests share the work."""
+    """Memoised on the index: profiles sharing terms and requests share the work.
+
+    ``terms`` come from ``affinity.label_terms``: the first is the model key (``Exists``).
+    """
     nanos = to_nanos(requests)
-    memo_key = ("match", label_key, frozenset(nanos.items()), config)
-    return cluster.memo(memo_key, lambda: _match(cluster, label_key, nanos, config))
+    memo_key = ("match", terms, frozenset(nanos.items()), config)
+    return cluster.memo(memo_key, lambda: _match(cluster, terms, nanos, config))
 
 
 def _match(
     cluster: ClusterIndex,
-    label_key: str | None,
+    terms: tuple[LabelTerm, ...],
     requests: Mapping[str, int],
     config: MatcherConfig,
 ) -> MatchResult:
+    label_key = terms[0].key if terms else None
     pool_id, pool = _pool(cluster, label_key, requests)
+    candidates = len(pool)
+    excluded = 0
+    schemes: tuple[str, ...] = ()
+    if len(terms) > 1:
+        pool_id, pool, excluded, schemes = cluster.memo(
+            ("terms", pool_id, terms[1:]), lambda: _filter(pool_id, pool, terms[1:])
+        )
     # Set algebra over memoised per-(pool, resource, amount) sets: profiles mostly differ in
     # how they combine a few common amounts (1/2/4/8 GPUs, 32Gi...), so each set is computed
     # once and shared; intersections run in C.
@@ -108,14 +130,26 @@ def _match(
             not_ready = len(left_out & not_ready_names)
     matching = len(fits) - len(left_out)
     return MatchResult(
-        label_key=label_key,
-        candidates=len(pool),
+        terms=terms,
+        candidates=candidates,
         matching=matching,
         fitting_cordoned=cordoned,
         fitting_not_ready=not_ready,
         fitting_left_out=len(left_out),
         nearest=None if fits else _nearest(pool, requests),
+        excluded=excluded,
+        excluded_schemes=schemes,
     )
+
+
+def _filter(
+    pool_id: Hashable, pool: Collection[NodeView], terms: tuple[LabelTerm, ...]
+) -> tuple[Hashable, list[NodeView], int, tuple[str, ...]]:
+    """The pool narrowed by ``terms``, how many it lost, and the schemes those carry."""
+    kept = [n for n in pool if all(t.matches(n.labels) for t in terms)]
+    lost = [n for n in pool if not all(t.matches(n.labels) for t in terms)]
+    schemes = sorted({s for n in lost for k in n.labels if (s := scheme_of(k)) is not None})
+    return (pool_id, terms), kept, len(lost), tuple(schemes)
 
 
 def _covering(

@@ -2,31 +2,43 @@
 
 Derivation (spec README, "Resource derivation"):
 
-- ``acceleratorType: gpu`` x N derives ``<gpuResourceName>: N`` (``amd.com/gpu`` by default);
-  ``cpu`` x N derives ``cpu: N``; a count of 0 (or none) derives nothing. When
-  ``acceleratorType`` is unset but ``acceleratorModel`` is set, an ``EPYC_*`` model means cpu
-  and any other model means gpu.
+- ``acceleratorType: gpu`` x N derives ``<GPU resource>: N``: the configured
+  ``gpuResourceName`` (``amd.com/gpu`` by default), or ``nvidia.com/gpu`` with
+  ``acceleratorVendor: nvidia`` (AIM Engine's vendor contract); ``cpu`` x N derives ``cpu: N``;
+  a count of 0 (or none) derives nothing. Without ``acceleratorType`` nothing is derived
+  (the spec: derivation is from the type), unless the matcher config opts into
+  ``inferAcceleratorType`` (``EPYC_*`` models mean cpu, any other model gpu).
 - ``spec.resources`` is merged on top key by key: an explicit key wins; resource names are
   used literally (``amd.com/cpx-nps4`` stays as written).
 - Kubernetes defaulting is applied so the result is deployable as is: a resource with only a
   limit gets an equal request, and an extended resource (``vendor.com/x``) with only a request
   gets an equal limit (Kubernetes refuses extended resources whose request and limit differ).
 
-A profile is CPU-only when it has no accelerator field at all and asks for no extended
-resource. A profile without ``acceleratorModel`` that does ask for an extended resource (say
-``amd.com/gpu: 2`` in ``spec.resources``) is not CPU-only: it is matched on resources alone,
-with no label requirement.
+A profile is CPU-only when it has none of ``acceleratorModel``, ``acceleratorType`` and
+``acceleratorCount`` and its ``spec.resources.requests`` name no extended resource (the seed's
+words: "without extended device resource requests"; AIM Engine's HasAcceleratorRequirement
+reads requests only too). A limit-only extended resource therefore leaves a profile CPU-only,
+though ``status.resources`` still shows the request Kubernetes will default from the limit. A
+profile without ``acceleratorModel`` that does request an extended resource (say
+``amd.com/gpu: 2``) is not CPU-only: it is matched on resources alone, with no label
+requirement.
 """
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from typing import Any
 
 from detector.labels import EPYC_STEM, accelerator_label_key
-from matcher.api.models import AcceleratorType, ProfileSpec
+from matcher.api.models import AcceleratorType, AcceleratorVendor, ProfileSpec
 from matcher.core.config import MatcherConfig
 from matcher.core.quantity import parse_quantity
+
+NVIDIA_GPU_RESOURCE = "nvidia.com/gpu"
+# AMD's device plugin, ``mixed`` strategy: one resource per partition mode, ``<C>_<M>``
+# (amd.com/cpx_nps4). spx_nps1 is a whole GPU.
+_PARTITION_RESOURCE_RE = re.compile(r"^(spx|dpx|tpx|qpx|cpx)[_-]nps[0-9]+$", re.IGNORECASE)
 
 
 def is_extended_resource(name: str) -> bool:
@@ -37,6 +49,13 @@ def is_extended_resource(name: str) -> bool:
     return not (domain == "kubernetes.io" or domain.endswith(".kubernetes.io"))
 
 
+def is_partition_resource(name: str) -> bool:
+    """``amd.com/cpx_nps4`` yes (a GPU partition); ``amd.com/gpu`` and ``amd.com/spx_nps1`` no."""
+    _, _, leaf = name.rpartition("/")
+    match = _PARTITION_RESOURCE_RE.match(leaf)
+    return match is not None and match.group(1).lower() != "spx"
+
+
 def required_label_key(spec: ProfileSpec) -> str | None:
     """``feature.node.kubernetes.io/aim-accelerator.<acceleratorModel>``, or None."""
     if not spec.accelerator_model:
@@ -44,8 +63,9 @@ def required_label_key(spec: ProfileSpec) -> str | None:
     return accelerator_label_key(spec.accelerator_model)
 
 
-def effective_accelerator_type(spec: ProfileSpec) -> AcceleratorType | None:
-    if spec.accelerator_type is not None:
+def effective_accelerator_type(spec: ProfileSpec, config: MatcherConfig) -> AcceleratorType | None:
+    """``acceleratorType``; inferred from the model only when the config opts in."""
+    if spec.accelerator_type is not None or not config.infer_accelerator_type:
         return spec.accelerator_type
     if spec.accelerator_model:
         if spec.accelerator_model.startswith(EPYC_STEM):
@@ -54,13 +74,35 @@ def effective_accelerator_type(spec: ProfileSpec) -> AcceleratorType | None:
     return None
 
 
-def derived_requests(spec: ProfileSpec, config: MatcherConfig) -> dict[str, str]:
+def gpu_resource_name(spec: ProfileSpec, config: MatcherConfig) -> str:
+    if spec.accelerator_vendor is AcceleratorVendor.NVIDIA:
+        return NVIDIA_GPU_RESOURCE
+    return config.gpu_resource_name
+
+
+def derived_request(spec: ProfileSpec, config: MatcherConfig) -> tuple[str, int] | None:
+    """The (resource, count) that acceleratorType x acceleratorCount derives, if any."""
     count = spec.accelerator_count or 0
-    kind = effective_accelerator_type(spec)
+    kind = effective_accelerator_type(spec, config)
     if count <= 0 or kind is None:
-        return {}
-    resource = config.gpu_resource_name if kind is AcceleratorType.GPU else "cpu"
-    return {resource: str(count)}
+        return None
+    resource = gpu_resource_name(spec, config) if kind is AcceleratorType.GPU else "cpu"
+    return resource, count
+
+
+def derived_requests(spec: ProfileSpec, config: MatcherConfig) -> dict[str, str]:
+    derived = derived_request(spec, config)
+    return {} if derived is None else {derived[0]: str(derived[1])}
+
+
+def derives_whole_gpus(spec: ProfileSpec, config: MatcherConfig) -> bool:
+    """The profile derives a GPU request that is not a partition resource."""
+    derived = derived_request(spec, config)
+    return (
+        derived is not None
+        and effective_accelerator_type(spec, config) is AcceleratorType.GPU
+        and not is_partition_resource(derived[0])
+    )
 
 
 def _explicit(spec: ProfileSpec) -> tuple[dict[str, str], dict[str, str]]:
@@ -105,35 +147,28 @@ def is_cpu_only(spec: ProfileSpec) -> bool:
         or spec.accelerator_count is not None
     ):
         return False
-    requests, limits = _explicit(spec)
-    return not any(is_extended_resource(name) for name in (*requests, *limits))
+    requests, _ = _explicit(spec)
+    return not any(is_extended_resource(name) for name in requests)
 
 
-def hardware_summary(spec: ProfileSpec, resources: dict[str, Any]) -> str:
-    """``1 x MI300X``; ``MI300X`` for count 0; ``CPU`` without a model.
-
-    Without a model but with extended resources (``amd.com/gpu: 2``) the summary names them
-    (``2 x amd.com/gpu``) instead of the misleading ``CPU``.
-    """
+def hardware_summary(spec: ProfileSpec) -> str:
+    """``1 x MI300X``; ``MI300X`` for count 0; ``CPU`` without a model (the spec's forms)."""
     if spec.accelerator_model:
         if spec.accelerator_count:
             return f"{spec.accelerator_count} x {spec.accelerator_model}"
         return spec.accelerator_model
-    extended = [
-        f"{value} x {name}"
-        for name, value in (resources.get("requests") or {}).items()
-        if is_extended_resource(name)
-    ]
-    return ", ".join(extended) if extended else "CPU"
+    return "CPU"
 
 
 def image_version(image: str) -> str | None:
     """The tag of an image reference: ``repo/img:0.8.5`` -> ``0.8.5``.
 
-    None for an untagged image or one pinned by digest only (``img@sha256:...``); a registry
-    port (``host:5000/img``) is not a tag. With both a tag and a digest the tag is returned.
+    None for an untagged image and for any image pinned by digest (``@sha256:...``,
+    ``@sha512:...``), even one that also carries a tag: the digest is what runs, so the tag
+    says nothing reliable. A registry port (``host:5000/img``) is not a tag.
     """
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
+    if "@" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
     _, sep, tag = last.partition(":")
     return tag if sep and tag else None

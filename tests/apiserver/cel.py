@@ -7,8 +7,10 @@ Kubernetes extension set below are skipped and recorded in `UNSUPPORTED` (never 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Callable, Mapping
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +31,46 @@ def _str(fn: Callable[..., Any]) -> Callable[..., Any]:
     return lambda *args: celtypes.StringType(
         fn(*[str(a) if isinstance(a, str) else a for a in args])
     )
+
+
+_QUANTITY_RE = re.compile(
+    r"^([+-]?)([0-9]*)(?:\.([0-9]*))?(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
+_SUFFIXES = {
+    **{s: Fraction(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{
+        s: Fraction(10) ** e
+        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
+    },
+}
+
+
+class _Quantity(celtypes.StringType):
+    """A Kubernetes CEL quantity (library `quantity`), compared by exact amount."""
+
+    @property
+    def amount(self) -> Fraction:
+        m = _QUANTITY_RE.match(str(self))
+        if not m or not (m.group(2) or m.group(3)):
+            raise ValueError(f"invalid quantity {str(self)!r}")
+        sign, whole, frac, suffix = m.groups()
+        value = Fraction(int(whole or "0")) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
+        if suffix and suffix[0] in "eE" and suffix not in _SUFFIXES:
+            value *= Fraction(10) ** int(suffix[1:])
+        elif suffix:
+            value *= _SUFFIXES[suffix]
+        return -value if sign == "-" else value
+
+
+def _quantity(text: Any) -> _Quantity:
+    q = _Quantity(str(text))
+    q.amount  # noqa: B018 (raises on a malformed quantity, as the library does)
+    return q
+
+
+def _compare(a: Any, b: Any) -> celtypes.IntType:
+    x, y = _quantity(a).amount, _quantity(b).amount
+    return celtypes.IntType((x > y) - (x < y))
 
 
 def _is_sorted(lst: Any) -> celtypes.BoolType:
@@ -56,6 +98,12 @@ K8S_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sum": lambda lst: sum(list(lst), celtypes.IntType(0)),
     "min": lambda lst: min(list(lst)),
     "max": lambda lst: max(list(lst)),
+    # The Kubernetes quantity library (1.29+), as far as CRD rules here use it.
+    "quantity": _quantity,
+    "isQuantity": lambda s: celtypes.BoolType(_QUANTITY_RE.match(str(s)) is not None),
+    "compareTo": _compare,
+    "isLessThan": lambda a, b: celtypes.BoolType(_compare(a, b) < 0),
+    "isGreaterThan": lambda a, b: celtypes.BoolType(_compare(a, b) > 0),
 }
 
 _env = celpy.Environment()

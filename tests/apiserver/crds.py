@@ -110,6 +110,9 @@ def resource_type(crd: Mapping[str, Any]) -> ResourceType:
         has_generation=True,
         is_custom=True,
         printer_columns=columns,
+        selectable_fields=frozenset(
+            str(f.get("jsonPath", "")).lstrip(".") for f in first.get("selectableFields") or ()
+        ),
         schemas={v["name"]: (v.get("schema") or {}).get("openAPIV3Schema") for v in versions},
     )
 

@@ -149,7 +149,10 @@ class Registry:
         its first page and reports that page's resourceVersion, as etcd-backed lists do."""
         labels = parse_label_selector(query.get("labelSelector"))
         fields = parse_field_selector(
-            query.get("fieldSelector"), rt.kind, events_v1=bool(rt.shares_storage_of)
+            query.get("fieldSelector"),
+            rt.kind,
+            events_v1=bool(rt.shares_storage_of),
+            extra=rt.selectable_fields,
         )
         try:
             limit = int(query.get("limit") or 0)

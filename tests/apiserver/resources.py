@@ -42,6 +42,8 @@ class ResourceType:
     schemas: dict[str, Mapping[str, Any] | None] = field(default_factory=dict)
     # Strategic-merge list keys for built-ins: dotted path -> merge key.
     merge_keys: Mapping[str, str] = field(default_factory=dict)
+    # CRD `selectableFields` (Kubernetes 1.32+): extra field labels, e.g. `spec.aimId`.
+    selectable_fields: frozenset[str] = frozenset()
     # events.k8s.io Events live in core Events' storage, converted on the way in and out.
     shares_storage_of: str | None = None
 

@@ -229,15 +229,20 @@ EVENTS_V1_FIELDS = {
 }
 
 
-def parse_field_selector(text: str | None, kind: str, events_v1: bool = False) -> FieldMatcher:
-    """Parse `metadata.name=x,metadata.namespace!=y` (400 for unsupported field labels)."""
+def parse_field_selector(
+    text: str | None, kind: str, events_v1: bool = False, extra: frozenset[str] = frozenset()
+) -> FieldMatcher:
+    """Parse `metadata.name=x,metadata.namespace!=y` (400 for unsupported field labels);
+    `extra` are a CRD's selectable fields."""
     if not text or not text.strip():
         return lambda _obj: True
     if events_v1:
         for new, old in EVENTS_V1_FIELDS.items():
             text = text.replace(new, old)
     terms: list[tuple[str, bool, str]] = []
-    allowed = {"metadata.name", "metadata.namespace"} | SUPPORTED_FIELDS.get(kind, frozenset())
+    allowed = (
+        {"metadata.name", "metadata.namespace"} | SUPPORTED_FIELDS.get(kind, frozenset()) | extra
+    )
     for part in text.split(","):
         m = re.match(r"^\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
         if not m:

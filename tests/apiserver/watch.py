@@ -27,7 +27,10 @@ def serve_watch(h: Handler, route: Route) -> None:
     store = app.store
     labels = parse_label_selector(h.query.get("labelSelector"))
     fields = parse_field_selector(
-        h.query.get("fieldSelector"), rt.kind, events_v1=bool(rt.shares_storage_of)
+        h.query.get("fieldSelector"),
+        rt.kind,
+        events_v1=bool(rt.shares_storage_of),
+        extra=rt.selectable_fields,
     )
     if route.name:  # /watch/namespaces/x/things/name is a watch on one object
         name = route.name
