@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from detector.labels import accelerator_label_key
+from detector.labels import accelerator_label_key, partition_label_key
 from matcher.controller.index import AffectedIndex, ProfileDeps
 from matcher.core.nodes import node_view
 
@@ -80,3 +80,12 @@ def test_profiles_move_between_buckets_and_leave_on_remove():
     assert idx.label_keys() == {MI300X}
     assert "invalid" in idx
     assert sorted(idx.node_dependent()) == ["any-gpu", "mi300x-8"]
+
+
+def test_repartitioning_a_node_reaches_the_profiles_of_its_model():
+    """A profile's partition term reads partitioning-scheme labels that are not its key: a
+    node switched SPX -> CPX (same MI300X label, same allocatable) must re-evaluate it."""
+    default, cpx = partition_label_key("default"), partition_label_key("CPX-NPS4")
+    before = node_view(node(labels={MI300X: "8", default: "8"}))
+    after = node_view(node(labels={MI300X: "8", cpx: "64"}))
+    assert index().affected_by_node(before, after) == {"mi300x-1", "mi300x-8"}

@@ -667,3 +667,146 @@ def test_cpu_type_without_model_matches_on_cpu_alone():
         "CPU",
     )
     assert hw_condition(status).message == "1 node with allocatable cpu: 100"
+
+
+# --- partition-aware affinity (AIM Engine's partition term, reconciled with the seed) ----------
+
+SPX = partition_label_key("SPX-NPS1")
+CPX = partition_label_key("CPX-NPS4")
+
+
+def partition_cluster() -> ClusterIndex:
+    """The partition states a node can be in, labelled as the detectors label them."""
+    return cluster_of(
+        # AIM Engine's detector on an unpartitioned MI300X: default and SPX-NPS1
+        mi300x_node("spx-both", schemes={"default": "8", "SPX-NPS1": "8"}),
+        # this project's detector today: default only
+        mi300x_node("spx-default", schemes={"default": "8"}),
+        # CPX-NPS4 under the device plugin's single strategy: 64 partitions as amd.com/gpu
+        mi300x_node("cpx", gpus="64", schemes={"CPX-NPS4": "64"}),
+    )
+
+
+def matching(spec: dict[str, Any], config: MatcherConfig = DEFAULT) -> list[str]:
+    """Which of partition_cluster()'s nodes a profile matches (by evaluating it alone per node)."""
+    names = []
+    for n in partition_cluster():
+        one = ClusterIndex([n])
+        if evaluate(profile(spec), one, config, NOW).matching_nodes:
+            names.append(n.name)
+    return names
+
+
+def terms_of(spec: dict[str, Any], config: MatcherConfig = DEFAULT) -> list[tuple[str, str]]:
+    return [(t.key, t.operator) for t in label_terms(profile(spec).spec, config)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "terms", "nodes"),
+    [
+        # the bug this fixes: 8 whole GPUs must not land on 64 CPX partitions
+        (
+            {**GPU1, "acceleratorCount": 8},
+            [(DEFAULT_SCHEME, "Exists")],
+            ["spx-both", "spx-default"],
+        ),
+        (
+            {**GPU1, "acceleratorPartitioningMode": "unpartitioned"},
+            [(DEFAULT_SCHEME, "Exists")],
+            ["spx-both", "spx-default"],
+        ),
+        (
+            {**GPU1, "acceleratorPartitioningMode": "Unpartitioned"},
+            [(DEFAULT_SCHEME, "Exists")],
+            ["spx-both", "spx-default"],
+        ),
+        (
+            {**GPU1, "acceleratorPartitioningMode": "partitioned"},
+            [(DEFAULT_SCHEME, "DoesNotExist")],
+            ["cpx"],
+        ),
+        ({**GPU1, "acceleratorPartitioningMode": "cpx-nps4"}, [(CPX, "Exists")], ["cpx"]),
+        ({**GPU1, "acceleratorPartitioningMode": "SPX-NPS1"}, [(SPX, "Exists")], ["spx-both"]),
+        # a scheme no node has (AIM Engine: accepted, fails safe to zero nodes)
+        (
+            {**GPU1, "acceleratorPartitioningMode": "CPX"},
+            [(partition_label_key("CPX"), "Exists")],
+            [],
+        ),
+        # the seed's CPX example: count 0, an explicit partition resource, no mode: no term
+        (
+            {**GPU1, "acceleratorCount": 0, "resources": {"requests": {"amd.com/gpu": "4"}}},
+            [],
+            ["spx-both", "spx-default", "cpx"],
+        ),
+        # an explicit mode applies even without a derived request (AIM Engine's behaviour)
+        (
+            {**GPU1, "acceleratorCount": 0, "acceleratorPartitioningMode": "unpartitioned"},
+            [(DEFAULT_SCHEME, "Exists")],
+            ["spx-both", "spx-default"],
+        ),
+        # CPU profiles never get one
+        (
+            {"acceleratorModel": "EPYC_ZEN4", "acceleratorType": "cpu", "acceleratorCount": 8},
+            [],
+            ["spx-both", "spx-default", "cpx"],
+        ),
+        # no type: nothing derived, no partition term, the label alone matches
+        (
+            {"acceleratorModel": "MI300X", "acceleratorCount": 8},
+            [],
+            ["spx-both", "spx-default", "cpx"],
+        ),
+    ],
+)
+def test_partition_term_per_mode(spec, terms, nodes):
+    model_key = accelerator_label_key(spec["acceleratorModel"])
+    assert terms_of(spec) == [(model_key, "Exists"), *terms]
+    assert matching(spec) == nodes
+    # status and scheduling agree: the affinity written is exactly these terms
+    status = evaluate(profile(spec), partition_cluster(), DEFAULT, NOW)
+    expressions = (status.to_dict()["resolvedNodeAffinity"]
+                   ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+                   ["matchExpressions"])  # fmt: skip
+    assert [(e["key"], e["operator"]) for e in expressions] == [(model_key, "Exists"), *terms]
+    assert status.matching_nodes == len(nodes)
+
+
+def test_a_configured_partition_resource_is_not_a_whole_gpu():
+    """With the device plugin's mixed strategy, gpu x N may derive amd.com/cpx_nps4: then an
+    unset mode adds no default term (it would rule out the very nodes that have the resource)."""
+    config = MatcherConfig.from_configmap_data({"gpuResourceName": "amd.com/cpx_nps4"})
+    assert terms_of({**GPU1, "acceleratorCount": 4}, config) == [(MI300X, "Exists")]
+    spx_named = MatcherConfig.from_configmap_data({"gpuResourceName": "amd.com/spx_nps1"})
+    assert terms_of({**GPU1, "acceleratorCount": 4}, spx_named)[1] == (DEFAULT_SCHEME, "Exists")
+
+
+def test_whole_gpus_on_a_partitioned_cluster_say_why():
+    cluster = cluster_of(mi300x_node("cpx", gpus="64", schemes={"CPX-NPS4": "64"}))
+    status = evaluate(profile({**GPU1, "acceleratorCount": 8}), cluster, DEFAULT, NOW)
+    assert status.status is Phase.NOT_AVAILABLE
+    assert hw_condition(status).message == (
+        f"1 node with label {MI300X} but none has label {DEFAULT_SCHEME} (the profile asks for "
+        "unpartitioned GPUs; partitioning schemes on those nodes: CPX-NPS4; set "
+        "acceleratorPartitioningMode to the scheme the profile is written for)"
+    )
+    wrong_scheme = evaluate(
+        profile({**GPU1, "acceleratorPartitioningMode": "DPX-NPS2"}), cluster, DEFAULT, NOW
+    )
+    assert "the profile asks for GPUs partitioned as DPX-NPS2" in hw_condition(wrong_scheme).message
+    whole = cluster_of(mi300x_node("spx"))
+    partitioned = evaluate(
+        profile({**GPU1, "acceleratorPartitioningMode": "partitioned"}), whole, DEFAULT, NOW
+    )
+    assert hw_condition(partitioned).message == (
+        f"1 node with label {MI300X} but all have label {DEFAULT_SCHEME} (the profile asks for "
+        "partitioned GPUs; partitioning schemes on those nodes: default)"
+    )
+
+
+def test_a_node_repartitioned_is_followed_through_the_memo():
+    index = cluster_of(mi300x_node("n"))
+    p = profile({**GPU1, "acceleratorCount": 8})
+    assert evaluate(p, index, DEFAULT, NOW).matching_nodes == 1
+    assert index.upsert(node_view(mi300x_node("n", gpus="64", schemes={"CPX-NPS4": "64"})))
+    assert evaluate(p, index, DEFAULT, NOW).matching_nodes == 0

@@ -312,6 +312,58 @@ def test_select_namespace_and_non_primary_json():
     )
 
 
+def test_select_wide_shows_the_ranking_one_column_per_criterion(tmp_path):
+    result = run(
+        "select", "--nodes", NODES, "--profiles", PROFILES, "--aim-id", "qwen/qwen3-32b",
+        "--include-non-primary", "-o", "wide",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("chosen: aimclusterprofile/qwen-qwen3-32b-mi325x-thr-fp8 (")
+    assert lines[1].split() == [
+        "RANK", "PROFILE", "SCOPE", "PRIMARY", "TYPE", "ACCELERATOR", "METRIC", "PRECISION",
+        "DEVICES", "KIND", "VERSION", "RESULT",
+    ]  # fmt: skip
+    rows = {line.split()[1]: line.split() for line in lines[2:-1]}
+    assert [r[0] for r in rows.values()] == ["1", "2", "3", "4", "-", "-", "-"]
+    chosen = rows["aimclusterprofile/qwen-qwen3-32b-mi325x-thr-fp8"]
+    assert chosen[2:] == [
+        "cluster", "true", "optimized", "MI325X", "throughput", "fp8", "8", "gpu", "0.8.5", "chosen",
+    ]  # fmt: skip
+    second = " ".join(rows["aimclusterprofile/qwen-qwen3-32b-mi300x-lat-fp8"][11:])
+    assert second.startswith("accelerator MI300X ranks below MI325X")
+    assert rows["aimclusterprofile/qwen-qwen3-32b-mi355x-lat-fp4"][11:] == [
+        "not", "Ready", "(NotAvailable)"
+    ]  # fmt: skip
+    assert lines[-1] == (
+        "ranking: scope > primary > type > accelerator > metric > precision > devices > kind > "
+        "version > name"
+    )
+
+    # the accelerator preference is the matcher config's
+    config = tmp_path / "cm.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c"},
+                "data": {"acceleratorPreference": "MI300X, MI325X"},
+            }
+        )
+    )
+    result = run(
+        "select", "--nodes", NODES, "--profiles", PROFILES, "--aim-id", "qwen/qwen3-32b",
+        "--config", config, "-o", "json",
+    )  # fmt: skip
+    doc = json.loads(result.stdout)
+    assert doc["chosen"]["name"] == "qwen-qwen3-32b-mi300x-lat-fp8"
+    assert [(r["rank"], r["name"], r["accelerator"]) for r in doc["ranking"]] == [
+        (1, "qwen-qwen3-32b-mi300x-lat-fp8", "MI300X"),
+        (2, "qwen-qwen3-32b-mi325x-thr-fp8", "MI325X"),
+    ]
+
+
 def test_select_with_nothing_to_choose_exits_1():
     result = run(
         "select",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from matcher.api.models import parse_profile
-from matcher.core.selection import select
+from matcher.core.selection import compare_versions, select
 
 AIM = "qwen/qwen3-32b"
 
@@ -134,3 +135,127 @@ def test_nothing_to_choose():
     sel = select([prof("na", status="NotAvailable")], AIM)
     assert sel.chosen is None
     assert sel.reason == f"no Ready profile for aimId {AIM} matches"
+
+
+# --- the full ranking (AIM Engine's resolver order, docs/architecture.md) -----------------------
+
+
+def order_of(pool, **kw):
+    """Names in the order repeated selection picks them."""
+    out = []
+    pool = list(pool)
+    while pool:
+        chosen = select(pool, AIM, include_non_primary=True, **kw).chosen
+        assert chosen is not None
+        out.append(chosen.name)
+        pool = [p for p in pool if p is not chosen]
+    return out
+
+
+def with_version(profile, version):
+    status = profile.status.model_copy(update={"version": version})
+    return replace(profile, status=status)
+
+
+def test_accelerator_preference_newest_instinct_first_and_configurable():
+    pool = [prof(m.lower(), acceleratorModel=m) for m in ("MI300X", "MI355X", "MI325X")]
+    pool.append(prof("epyc", acceleratorModel="EPYC_ZEN5"))
+    pool.append(prof("none"))
+    assert order_of(pool) == ["mi355x", "mi325x", "mi300x", "epyc", "none"]
+    why = reasons(select(pool, AIM))
+    assert why["mi300x"] == (
+        "accelerator MI300X ranks below MI355X "
+        "(MI355X > MI350X > MI325X > MI300X > MI250X > MI210 > R9700 > W7900 > others)"
+    )
+    assert order_of(pool, accelerator_preference=("MI300X", "mi325x")) == [
+        "mi300x", "mi325x", "epyc", "mi355x", "none",
+    ]  # fmt: skip
+
+
+def test_metric_then_precision_then_fewer_devices_then_gpu():
+    assert order_of([prof("thr", metric="throughput"), prof("lat"), prof("unset", metric=None)]) == [
+        "lat", "thr", "unset",
+    ]  # fmt: skip
+    precisions = ["fp64", "fp32", "bf16", "fp16", "int8", "fp8", "int4", "fp4"]
+    pool = [prof(p, precision=p) for p in precisions] + [prof("unset", precision=None)]
+    assert order_of(pool) == [*reversed(precisions), "unset"]
+    devices = [
+        prof("eight", acceleratorCount=8),
+        prof("zero", acceleratorCount=0),
+        prof("one", acceleratorCount=1),
+        prof("unset"),
+    ]
+    assert order_of(devices)[:2] == ["one", "eight"]
+    assert reasons(select(devices, AIM))["eight"] == (
+        "acceleratorCount 8 ranks below 1 (fewer first, 0 or unset last)"
+    )
+    kinds = [prof("cpu", acceleratorType="cpu"), prof("gpu", acceleratorType="gpu"), prof("x")]
+    assert order_of(kinds)[0] == "gpu"
+    assert reasons(select(kinds, AIM))["cpu"] == (
+        "acceleratorType cpu ranks below gpu (gpu before cpu or unset)"
+    )
+
+
+def test_version_newer_first_semver_above_other_tags_above_none():
+    pool = [
+        with_version(prof("v085"), "0.8.5"),
+        with_version(prof("v0810"), "v0.8.10"),
+        with_version(prof("v09rc"), "0.9.0-rc1"),
+        with_version(prof("v09"), "0.9"),
+        with_version(prof("latest"), "latest"),
+        with_version(prof("none"), None),
+    ]
+    assert order_of(pool) == ["v09", "v09rc", "v0810", "v085", "latest", "none"]
+    assert reasons(select(pool, AIM))["v085"] == (
+        "version 0.8.5 ranks below 0.9 (newer first, semantic versions above other tags)"
+    )
+
+
+def test_compare_versions_follows_aim_engine():
+    assert compare_versions("1.10.0", "1.9.9") > 0
+    assert compare_versions("1.0.0", "1.0.0-rc.2") > 0
+    assert compare_versions("1.0.0-rc.10", "1.0.0-rc.2") > 0
+    assert compare_versions("0.11-rc21", "0.11-rc3") > 0  # not semver: compared by tokens
+    assert compare_versions("1.0.0", "zzz") > 0
+    assert compare_versions("", "0.1") < 0
+    assert compare_versions("v1.2", "1.2.0") == 0
+
+
+def test_tiers_apply_in_order():
+    """Each tier only breaks ties of the ones before it."""
+    better_type = prof("general-mi355x", type="general", acceleratorModel="MI355X")
+    better_model = prof("optimized-mi300x", acceleratorModel="MI300X", metric="throughput")
+    assert names(select([better_type, better_model], AIM)) == "optimized-mi300x"
+    fewer = prof("fp16-1", precision="fp16", acceleratorCount=1)
+    smaller = prof("fp8-8", precision="fp8", acceleratorCount=8)
+    assert names(select([fewer, smaller], AIM)) == "fp8-8"
+
+
+def test_ranking_is_independent_of_listing_order_and_every_loser_has_a_reason():
+    pool = [
+        prof("a", acceleratorModel="MI300X", acceleratorCount=2),
+        prof("b", acceleratorModel="MI325X", precision="fp16"),
+        prof("c", acceleratorModel="MI325X", metric="throughput"),
+        prof("d", type="general"),
+        prof("e", namespace="ml-team", type="preview"),
+        prof("f", status="NotAvailable"),
+        prof("g", primary=False),
+    ]
+    first = select(pool, AIM, namespace="ml-team")
+    for _ in range(10):
+        random.shuffle(pool)
+        again = select(pool, AIM, namespace="ml-team")
+        assert [p.name for p in again.ranking] == [p.name for p in first.ranking]
+        assert [(p.name, w) for p, w in again.rejected] == [(p.name, w) for p, w in first.rejected]
+    assert [p.name for p in first.ranking] == ["e", "b", "c", "a", "d"]
+    assert {p.name for p, _ in first.rejected} == {"a", "b", "c", "d", "f", "g"}
+    assert all(why for _, why in first.rejected)
+
+
+def test_base_profiles_are_never_selected_and_manual_selection_only_has_no_effect():
+    base = prof("base", aim_id="")
+    manual = prof("manual", manualSelectionOnly=True)
+    assert select([base], "").chosen is None
+    sel = select([base, manual], AIM)
+    assert names(sel) == "manual"  # as in AIM Engine today: the field is ignored
+    assert "base" not in reasons(sel)
