@@ -21,7 +21,7 @@ pids=($!)
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -s "$KUBECONFIG" ] && break; sleep 0.1; done
 
-# Four nodes, as kubelets would register them: name, fixture host, allocatable.
+# Five nodes, as kubelets would register them: name, fixture host, allocatable.
 node() {  # node NAME FIXTURE ALLOCATABLE_JSON
   kubectl create -f - >/dev/null <<YAML
 apiVersion: v1
@@ -34,13 +34,14 @@ YAML
     \"allocatable\": $3, \"capacity\": $3,
     \"conditions\": [{\"type\": \"Ready\", \"status\": \"True\", \"reason\": \"KubeletReady\"}]}}" \
     >/dev/null
-  "$PY" -c 'import sys; from pathlib import Path; from tests.hosttrees import build_host
+  [ -d "$OUT/hosts/$2" ] || "$PY" -c 'import sys; from pathlib import Path; from tests.hosttrees import build_host
 build_host(Path(sys.argv[1]), sys.argv[2])' "$OUT/hosts" "$2"
   NODE_NAME=$1 "$BIN/aim-detector" --once --host-root "$OUT/hosts/$2" --metrics-port 0 \
     --log-level warning
 }
 node mi300x-0     mi300x-8-spx-nps1 '{"amd.com/gpu": "8", "cpu": "190", "memory": "2063613Mi", "pods": "110"}'
 node mi300x-cpx-0 mi300x-8-cpx-nps4 '{"amd.com/cpx_nps4": "64", "cpu": "190", "memory": "2063613Mi", "pods": "110"}'
+node mi300x-cpx-1 mi300x-8-cpx-nps4 '{"amd.com/gpu": "64", "cpu": "190", "memory": "2063613Mi", "pods": "110"}'
 node mi325x-0     mi325x-8          '{"amd.com/gpu": "8", "cpu": "126", "memory": "3095420Mi", "pods": "110"}'
 node epyc-0       epyc-zen5-2s      '{"cpu": "126", "memory": "1031806Mi", "pods": "110"}'
 
@@ -75,12 +76,15 @@ run() { echo "\$ $*"; "$@"; echo; }
   run kubectl get node mi300x-cpx-0 -o jsonpath='{.metadata.labels}{"\n"}{.metadata.annotations}{"\n"}'
   run kubectl get aimclusterprofiles
   run kubectl get aimprofiles -A
+  run kubectl get aimclusterprofiles --field-selector spec.aimId=qwen/qwen3-32b -o wide
   run kubectl get aimclusterprofile qwen-qwen3-32b-mi300x-lat-fp8 -o yaml
   run kubectl describe aimclusterprofile llama-3-1-405b-mi325x-lat-fp8
   run kubectl get aimclusterprofile qwen-qwen3-32b-mi355x-lat-fp4 \
     -o jsonpath='{.status.conditions[0].message}{"\n"}'
   run kubectl get aimclusterprofile qwen-qwen3-32b-mi300x-cpx-nps4-seed \
     -o jsonpath='{.status.conditions[0].message}{"\n"}'
+  run kubectl get aimclusterprofile qwen-qwen3-32b-mi300x-cpx-nps4-partitions \
+    -o jsonpath='{.status.resolvedNodeAffinity}{"\n"}{.status.conditions[0].message}{"\n"}'
 } | tee "$OUT/output.txt"
 
 # A change the matcher follows: cordon the only node that fits the MI300X latency profile.
