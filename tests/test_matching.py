@@ -556,6 +556,30 @@ def test_exact_quantities_decide_fits():
     assert evaluate(over, cluster, DEFAULT, NOW).status is Phase.NOT_AVAILABLE
 
 
+def test_config_accelerator_preference_and_infer_type():
+    config = MatcherConfig.from_configmap_data(
+        {"acceleratorPreference": " MI300X, MI325X ,", "inferAcceleratorType": "yes"}
+    )
+    assert config.accelerator_preference == ("MI300X", "MI325X")
+    assert config.infer_accelerator_type is True
+    assert MatcherConfig().accelerator_preference[:4] == ("MI355X", "MI350X", "MI325X", "MI300X")
+    with pytest.raises(ConfigError, match=r"data\.acceleratorPreference: 'MI 300X'"):
+        MatcherConfig.from_configmap_data({"acceleratorPreference": "MI 300X"})
+    with pytest.raises(ConfigError, match=r"data\.acceleratorPreference: a model is listed twice"):
+        MatcherConfig.from_configmap_data({"acceleratorPreference": "MI300X,mi300x"})
+
+
+def test_hardware_summary_is_cpu_without_a_model_whatever_is_requested():
+    """The spec: CPU when there is no accelerator model (not `16 x amd.com/gpu`)."""
+    for spec in (
+        {"acceleratorType": "gpu", "acceleratorCount": 16},
+        {"resources": {"requests": {"amd.com/gpu": "16"}}},
+    ):
+        status = evaluate(profile(spec), cluster_of(mi300x_node("a")), DEFAULT, NOW)
+        assert status.hardware_summary == "CPU"
+        assert status.resources is not None
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"data\.countNotReadyNodes"):
         MatcherConfig.from_configmap_data({"countNotReadyNodes": "maybe"})

@@ -190,6 +190,27 @@ def test_bad_inputs_get_one_line_each_and_the_rest_is_still_evaluated(tmp_path):
     assert rows["good"][5] == "1"
 
 
+@pytest.mark.parametrize(
+    ("resources", "words"),
+    [
+        ({"requests": {"memory": "-1"}}, "spec.resources.requests.memory: '-1' is negative"),
+        ({"limits": {"amd.com/gpu": -8}}, "spec.resources.limits.amd.com/gpu: -8 is negative"),
+        (
+            {"requests": {"cpu": "8"}, "limits": {"cpu": "4"}},
+            "spec.resources.limits: cpu: limit 4 is below its request 8",
+        ),
+    ],
+)
+def test_negative_quantities_and_limits_below_requests_are_invalid_input(
+    tmp_path, resources, words
+):
+    """Issue 13: these used to be accepted and Ready, advertising what no pod can use."""
+    path = write_profile(tmp_path / "p.yaml", "p", resources=resources)
+    result = run("check", "--nodes", NODES, "--profiles", path)
+    assert result.returncode == 2
+    assert f"error: {path} (aimclusterprofile/p): {words}" in result.stderr
+
+
 def test_node_files_may_be_multi_document_or_a_single_node(tmp_path):
     nodes = example_nodes()
     multi = tmp_path / "multi.yaml"
@@ -328,7 +349,8 @@ def test_select_wide_shows_the_ranking_one_column_per_criterion(tmp_path):
     assert [r[0] for r in rows.values()] == ["1", "2", "3", "4", "-", "-", "-"]
     chosen = rows["aimclusterprofile/qwen-qwen3-32b-mi325x-thr-fp8"]
     assert chosen[2:] == [
-        "cluster", "true", "optimized", "MI325X", "throughput", "fp8", "8", "gpu", "0.8.5", "chosen",
+        "cluster", "true", "optimized", "MI325X", "throughput", "fp8", "8", "gpu", "0.8.5",
+        "chosen",
     ]  # fmt: skip
     second = " ".join(rows["aimclusterprofile/qwen-qwen3-32b-mi300x-lat-fp8"][11:])
     assert second.startswith("accelerator MI300X ranks below MI325X")

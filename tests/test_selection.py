@@ -173,9 +173,8 @@ def test_accelerator_preference_newest_instinct_first_and_configurable():
 
 
 def test_metric_then_precision_then_fewer_devices_then_gpu():
-    assert order_of([prof("thr", metric="throughput"), prof("lat"), prof("unset", metric=None)]) == [
-        "lat", "thr", "unset",
-    ]  # fmt: skip
+    metrics = [prof("thr", metric="throughput"), prof("lat"), prof("unset", metric=None)]
+    assert order_of(metrics) == ["lat", "thr", "unset"]
     precisions = ["fp64", "fp32", "bf16", "fp16", "int8", "fp8", "int4", "fp4"]
     pool = [prof(p, precision=p) for p in precisions] + [prof("unset", precision=None)]
     assert order_of(pool) == [*reversed(precisions), "unset"]

@@ -265,7 +265,7 @@ def test_claims_are_passed_through():
 
 
 def _namespace(kube) -> str:
-    name = kube.unique("upstream")
+    name: str = kube.unique("upstream")
     doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
     return name
