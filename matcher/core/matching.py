@@ -8,7 +8,7 @@ apart, so the message can say how many were left out and why; ``MatcherConfig`` 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -103,17 +103,26 @@ def _match(
 ) -> MatchResult:
     label_key = terms[0].key if terms else None
     pool_id, pool = _pool(cluster, label_key, requests)
-    candidates = len(pool)
-    excluded = 0
-    schemes: tuple[str, ...] = ()
-    if len(terms) > 1:
-        pool_id, pool, excluded, schemes = cluster.memo(
-            ("terms", pool_id, terms[1:]), lambda: _filter(pool_id, pool, terms[1:])
-        )
     # Set algebra over memoised per-(pool, resource, amount) sets: profiles mostly differ in
     # how they combine a few common amounts (1/2/4/8 GPUs, 32Gi...), so each set is computed
-    # once and shared; intersections run in C.
-    fits: frozenset[str] = cluster.memo(("names", pool_id), lambda: frozenset(n.name for n in pool))
+    # once and shared (also between profiles that differ only in their partition term);
+    # intersections run in C.
+    names: frozenset[str] = cluster.memo(
+        ("names", pool_id), lambda: frozenset(n.name for n in pool)
+    )
+    fits = names
+    excluded = 0
+    schemes: tuple[str, ...] = ()
+    extra = terms[1:]
+    if extra:
+        fits = cluster.memo(("terms", pool_id, extra), lambda: _passing(cluster, names, extra))
+        excluded = len(names) - len(fits)
+        if excluded:
+            lost = names - fits
+            schemes = cluster.memo(
+                ("schemes", pool_id, extra), lambda: _schemes(n for n in pool if n.name in lost)
+            )
+    eligible = fits
     for name, need in sorted(requests.items()):
         if need > 0 and fits:
             fits &= _covering(cluster, pool_id, pool, name, need)
@@ -129,27 +138,42 @@ def _match(
         if not config.count_not_ready_nodes:
             not_ready = len(left_out & not_ready_names)
     matching = len(fits) - len(left_out)
+    nearest = None
+    if not fits:
+        nearest = _nearest([n for n in pool if n.name in eligible], requests)
     return MatchResult(
         terms=terms,
-        candidates=candidates,
+        candidates=len(pool),
         matching=matching,
         fitting_cordoned=cordoned,
         fitting_not_ready=not_ready,
         fitting_left_out=len(left_out),
-        nearest=None if fits else _nearest(pool, requests),
+        nearest=nearest,
         excluded=excluded,
         excluded_schemes=schemes,
     )
 
 
-def _filter(
-    pool_id: Hashable, pool: Collection[NodeView], terms: tuple[LabelTerm, ...]
-) -> tuple[Hashable, list[NodeView], int, tuple[str, ...]]:
-    """The pool narrowed by ``terms``, how many it lost, and the schemes those carry."""
-    kept = [n for n in pool if all(t.matches(n.labels) for t in terms)]
-    lost = [n for n in pool if not all(t.matches(n.labels) for t in terms)]
-    schemes = sorted({s for n in lost for k in n.labels if (s := scheme_of(k)) is not None})
-    return (pool_id, terms), kept, len(lost), tuple(schemes)
+def _passing(
+    cluster: ClusterIndex, names: frozenset[str], terms: tuple[LabelTerm, ...]
+) -> frozenset[str]:
+    """``names`` narrowed by label terms, through the index's per-key node sets."""
+    for term in terms:
+        with_key = _names_with_key(cluster, term.key)
+        names = names & with_key if term.exists else names - with_key
+    return names
+
+
+def _names_with_key(cluster: ClusterIndex, key: str) -> frozenset[str]:
+    def compute() -> frozenset[str]:
+        return frozenset(n.name for n in cluster.nodes_with_key(key))
+
+    return cluster.memo(("key-names", key), compute)
+
+
+def _schemes(nodes: Iterable[NodeView]) -> tuple[str, ...]:
+    """The partitioning schemes ``nodes`` carry (sorted names, ``default`` included)."""
+    return tuple(sorted({s for n in nodes for k in n.labels if (s := scheme_of(k)) is not None}))
 
 
 def _covering(
