@@ -135,6 +135,16 @@ def test_aim_id_may_be_missing_or_empty_as_in_aim_engine():
         assert parse_profile(doc).spec.aim_id in (None, "")
 
 
+def test_engine_args_nested_absurdly_deep_are_refused_not_a_crash():
+    deep: object = 1
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ProfileError) as err:
+        parse_profile(_mutate(("spec", "engineArgs"), deep))
+    assert str(err.value).startswith("spec.engineArgs: ")
+    assert "nested more than 64 levels deep" in str(err.value)
+
+
 def test_engine_args_may_be_any_json_value():
     for value in ([1, "two", {"three": 3.0}], "--tp 8", 8, True):
         doc = _mutate(("spec", "engineArgs"), value)

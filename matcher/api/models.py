@@ -152,26 +152,34 @@ Quantity = Annotated[
 ]
 
 
-def _check_json(value: object, where: str = "") -> object:
+#: Deeper JSON than this in engineArgs is refused, not recursed into: no engine takes such
+#: arguments, and Python's recursion limit must not decide the outcome.
+MAX_JSON_DEPTH = 64
+
+
+def _check_json(value: object, where: str = "", depth: int = 0) -> object:
     """Any JSON value, as kubectl would send it (YAML dates become their text)."""
+    at = f"{where}: " if where else ""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{at}nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, date):
         return value.isoformat()
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{where + ': ' if where else ''}{value!r} is not a JSON number")
+            raise ValueError(f"{at}{value!r} is not a JSON number")
         return value
     if isinstance(value, list):
-        return [_check_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_check_json(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise ValueError(f"{where + ': ' if where else ''}key {k!r} is not a string")
-            out[k] = _check_json(v, f"{where}.{k}" if where else k)
+                raise ValueError(f"{at}key {k!r} is not a string")
+            out[k] = _check_json(v, f"{where}.{k}" if where else k, depth + 1)
         return out
-    raise ValueError(f"{where + ': ' if where else ''}{type(value).__name__} is not a JSON value")
+    raise ValueError(f"{at}{type(value).__name__} is not a JSON value")
 
 
 #: Any JSON value (object, array, string, number, bool), kept as written: AIM Engine's
