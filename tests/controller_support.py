@@ -19,6 +19,13 @@ MI325X = accelerator_label_key("MI325X")
 MI355X = accelerator_label_key("MI355X")
 DEFAULT_SCHEME = partition_label_key("default")
 
+
+def gpu_labels(model_key: str, count: str = "8") -> dict[str, str]:
+    """What the detector writes on a node of unpartitioned GPUs: the model and the `default`
+    partitioning scheme (whole-GPU profiles require the latter)."""
+    return {model_key: count, DEFAULT_SCHEME: count}
+
+
 #: Short timings so leader changes and retries happen within a test's second or two.
 FAST_INFORMER = InformerSettings(
     page_size=100, watch_timeout=30, backoff_base=0.05, backoff_cap=0.4, failure_threshold=3
@@ -37,11 +44,8 @@ def node_obj(
     extra_allocatable: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     allocatable = {"cpu": cpu, "memory": memory, "pods": "110", **(extra_allocatable or {})}
-    labels = dict(labels or {})
     if gpus:
         allocatable["amd.com/gpu"] = str(gpus)
-        # Unpartitioned GPUs, labelled as the detector labels them (whole-GPU profiles need it).
-        labels.setdefault(DEFAULT_SCHEME, str(gpus))
     return {
         "apiVersion": "v1",
         "kind": "Node",

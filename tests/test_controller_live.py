@@ -26,6 +26,7 @@ from tests.controller_support import (
     cluster_status,
     create_cluster_profile,
     create_node,
+    gpu_labels,
     node_obj,
     phase,
     start_controller,
@@ -50,9 +51,9 @@ def apis(kube):
 def world(kube, apis):
     """Three GPU nodes and five profiles, one per situation."""
     core, custom = apis
-    create_node(core, node_obj("mi300x-0", {MI300X: "8"}))
-    create_node(core, node_obj("mi300x-1", {MI300X: "8"}))
-    create_node(core, node_obj("mi325x-0", {MI325X: "8"}))
+    create_node(core, node_obj("mi300x-0", gpu_labels(MI300X)))
+    create_node(core, node_obj("mi300x-1", gpu_labels(MI300X)))
+    create_node(core, node_obj("mi325x-0", gpu_labels(MI325X)))
     create_node(core, node_obj("cpu-0", gpus=0))
     for obj in (
         cluster_profile("mi300x-1", "MI300X", 1),

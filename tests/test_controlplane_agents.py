@@ -24,7 +24,7 @@ from kubernetes import client
 from detector.labels import LABEL_PREFIX, OWNED_LABELS_ANNOTATION, accelerator_label_key
 from scripts.validate_manifests import VARIANTS, applied_name, render
 from tests.conftest import Kube
-from tests.controller_support import create_node, node_obj, wait_for
+from tests.controller_support import create_node, gpu_labels, node_obj, wait_for
 from tests.controlplane.users import (
     pod_on_node,
     service_account_kubeconfig,
@@ -247,7 +247,7 @@ def test_matcher_under_its_own_token(real_kube, tmp_path):
     api = real_kube.api_client()
     core: Any = client.CoreV1Api(api)
     custom: Any = client.CustomObjectsApi(api)
-    create_node(core, node_obj("mi300x-0", {MI300X: "8"}, gpus=8))
+    create_node(core, node_obj("mi300x-0", gpu_labels(MI300X), gpus=8))
     for ns in ("ml-team", "dev-team"):
         core.create_namespace({"metadata": {"name": ns}})
     real_kube.kubectl("apply", "-f", str(REPO / "examples" / "profiles"))
@@ -267,7 +267,7 @@ def test_matcher_under_its_own_token(real_kube, tmp_path):
             what="the MI355X profile NotAvailable",
         )
         # A flip: an MI355X node joins, the profile becomes Ready and an Event is recorded.
-        create_node(core, node_obj("mi355x-0", {accelerator_label_key("MI355X"): "8"}, gpus=8))
+        create_node(core, node_obj("mi355x-0", gpu_labels(accelerator_label_key("MI355X")), gpus=8))
         wait_for(
             lambda: _status(custom, "qwen-qwen3-32b-mi355x-lat-fp4") == "Ready",
             timeout=30,

@@ -33,7 +33,22 @@ NODES: dict[str, tuple[str, dict[str, str]]] = {
     "mi325x-0": ("mi325x-8", {"amd.com/gpu": "8"}),
     "epyc-zen5-0": ("epyc-zen5-2s", {}),
 }
-LATE_NODE = ("mi355x-0", "mi355x-8-dpx-nps2", {"amd.com/gpu": "8"})
+# DPX-NPS2 under the device plugin's single strategy: 16 partitions as amd.com/gpu.
+LATE_NODE = ("mi355x-0", "mi355x-8-dpx-nps2", {"amd.com/gpu": "16"})
+#: Written for that node's partitions (AIM Engine's acceleratorPartitioningMode).
+DPX_PROFILE = {
+    "apiVersion": "aim.eai.amd.com/v1alpha2",
+    "kind": "AIMClusterProfile",
+    "metadata": {"name": "qwen-qwen3-32b-mi355x-dpx-nps2"},
+    "spec": {
+        "aimId": "qwen/qwen3-32b",
+        "image": "amdenterpriseai/aim-qwen-qwen3-32b:0.9.0",
+        "acceleratorModel": "MI355X",
+        "acceleratorType": "gpu",
+        "acceleratorCount": 2,
+        "acceleratorPartitioningMode": "DPX-NPS2",
+    },
+}
 
 EXPECTED_CLUSTER = {
     "llama-3-1-405b-mi325x-lat-fp8": "NotAvailable",  # 16 GPUs, nodes have 8
@@ -41,9 +56,12 @@ EXPECTED_CLUSTER = {
     "phi-2-epyc-zen5-lat-fp32": "Ready",
     "qwen-qwen3-32b-mi300x-cpx-nps4": "Ready",
     "qwen-qwen3-32b-mi300x-cpx-nps4-seed": "NotAvailable",  # amd.com/cpx-nps4: never advertised
+    # the CPX node here advertises amd.com/cpx_nps4 (mixed strategy), not amd.com/gpu
+    "qwen-qwen3-32b-mi300x-cpx-nps4-partitions": "NotAvailable",
     "qwen-qwen3-32b-mi300x-lat-fp8": "Ready",
     "qwen-qwen3-32b-mi325x-thr-fp8": "Ready",
-    "qwen-qwen3-32b-mi355x-lat-fp4": "NotAvailable",  # until the MI355X node joins
+    "qwen-qwen3-32b-mi355x-lat-fp4": "NotAvailable",  # whole GPUs: the MI355X node is DPX
+    "qwen-qwen3-32b-mi355x-dpx-nps2": "NotAvailable",  # until the MI355X node joins
 }
 EXPECTED_NAMESPACED = {
     "ml-team/my-finetuned-qwen-mi300x-lat-fp8": "Ready",
@@ -136,6 +154,7 @@ def test_detector_matcher_kubectl_live_loop(kube, tmp_path):
         for ns in ("ml-team", "dev-team"):
             kube.kubectl("create", "namespace", ns)
         kube.kubectl("apply", "-f", str(REPO / "examples" / "profiles"))
+        kube.kubectl("apply", "-f", "-", input=json.dumps(DPX_PROFILE))
         expected = {**EXPECTED_CLUSTER, **EXPECTED_NAMESPACED}
         wait_for(lambda: _statuses(kube) == expected, timeout=30, what="example statuses")
 
@@ -168,10 +187,17 @@ def test_detector_matcher_kubectl_live_loop(kube, tmp_path):
         _add_node(kube, core, tmp_path, LATE_NODE)
         started = time.monotonic()
         wait_for(
-            lambda: _statuses(kube)["qwen-qwen3-32b-mi355x-lat-fp4"] == "Ready",
+            lambda: _statuses(kube)["qwen-qwen3-32b-mi355x-dpx-nps2"] == "Ready",
             timeout=15,
             what="the standby takes over and writes the MI355X profile",
         )
+        # The whole-GPU MI355X profile stays off the DPX partitions, and says why.
+        whole = kube.kubectl(
+            "get", "aimclusterprofile", "qwen-qwen3-32b-mi355x-lat-fp4",
+            "-o", "jsonpath={.status.status} {.status.conditions[0].message}",
+        ).stdout  # fmt: skip
+        assert whole.startswith("NotAvailable ")
+        assert "partitioning schemes on those nodes: DPX-NPS2" in whole
         print(f"standby took over and wrote in {time.monotonic() - started:.1f}s")
         assert standby.logged("became leader")
 
