@@ -51,6 +51,8 @@ class Reading:
 
     labels: dict[str, str]
     devices: dict[str, int] = field(default_factory=dict)
+    gpu: GpuFacts | None = None
+    """The GPU facts behind the labels (their provenance goes to the metrics)."""
 
 
 Probe = Callable[[], Reading]
@@ -60,7 +62,7 @@ def gpu_reading(facts: GpuFacts) -> Reading:
     labels = gpu_labels(facts)
     validate_labels(labels)
     models = Counter(d.model or f"unknown-0x{d.device_id:04x}" for d in facts.devices)
-    return Reading(labels, dict(models))
+    return Reading(labels, dict(models), gpu=facts)
 
 
 def cpu_reading(facts: CpuFacts) -> Reading:
@@ -193,6 +195,8 @@ class Agent:
             else:
                 self.metrics.last_good_probe.labels(source).set(self._clock())
                 self.metrics.set_devices(source, reading.devices)
+                if reading.gpu is not None:
+                    self.metrics.observe_gpu(reading.gpu)
                 results.append(ProbeResult.ok(source, reading.labels))
                 readings[source] = reading
             finally:

@@ -29,10 +29,25 @@ class BackendUnavailable(ProbeError):
 GPU_SOURCE = "gpu"
 CPU_SOURCE = "cpu"
 
+#: Where a GPU's partition count came from (``GpuDevice.partitions_from``), most direct first.
+PARTITIONS_FROM_MODE = "mode"
+"""The mode fixes it: not partitionable, SPX 1, DPX 2, TPX 3, QPX 4 (checked against KFD)."""
+PARTITIONS_FROM_KFD = "kfd"
+"""The KFD topology nodes of this GPU, every one of them read."""
+PARTITIONS_FROM_KFD_COUNT = "kfd-node-count"
+"""The number of KFD GPU nodes on the host (their properties denied), shared out by mode."""
+PARTITIONS_FROM_AMDSMI = "amdsmi"
+"""The processor handles amdsmi lists for this GPU (one per partition)."""
+PARTITIONS_FROM_TABLE = "table"
+"""The model's XCD count (detector.pci_ids): nothing on the host could be counted."""
+PARTITIONS_UNKNOWN = "unknown"
+"""Nothing says how many (a mode we cannot name, a model without an XCD count): the GPU gets
+no partition label, and ``partitions`` is 1."""
+
 
 @dataclass(frozen=True, slots=True)
 class GpuDevice:
-    """One physical AMD GPU (one PCI device), however many partitions it shows."""
+    """One physical AMD GPU (one PCI device bound to amdgpu), however many partitions it shows."""
 
     bdf: str
     """PCI address of the physical device, ``0000:05:00.0`` (partition function bits dropped)."""
@@ -41,13 +56,31 @@ class GpuDevice:
     model: str | None
     """Model id for labels (``MI300X``); None when the device id is not in our table."""
     compute_partition: str | None = None
-    """``SPX``, ``DPX``, ``TPX``, ``QPX``, ``CPX``; None when the GPU cannot be partitioned."""
+    """``SPX`` .. ``CPX``, or ``UNKNOWN``; None when the GPU cannot be partitioned."""
     memory_partition: str | None = None
-    """``NPS1``, ``NPS2``, ``NPS4``, ``NPS8``; None when not reported."""
+    """``NPS1`` .. ``NPS8``, or ``UNKNOWN``; None when not reported."""
     partitions: int = 1
     """Logical GPUs this device shows (8 for an MI300X in CPX mode)."""
     vram_mib: int | None = None
     numa_node: int | None = None
+    partitions_from: str = PARTITIONS_FROM_MODE
+    """Where ``partitions`` came from: one of the ``PARTITIONS_FROM_*`` values."""
+    compute_units: int | None = None
+    """Compute units of the whole device, when a source reported them (KFD, amdsmi)."""
+    revision: int | None = None
+    """PCI revision id; tells a few products that share a device id apart."""
+    product_name: str | None = None
+    """The board's FRU product name (``product_name`` in sysfs), when the kernel has one."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnboundGpu:
+    """An AMD GPU on PCI that is not counted: no driver yet, or one other than amdgpu."""
+
+    bdf: str
+    device_id: int
+    driver: str | None
+    """``vfio-pci`` (VM passthrough), another driver's name, or None when none is bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +90,17 @@ class GpuFacts:
     devices: tuple[GpuDevice, ...] = ()
     warnings: tuple[str, ...] = ()
     """Things skipped but not fatal (a garbled file on one device), already logged."""
+    unbound: tuple[UnboundGpu, ...] = ()
+    """AMD GPUs on PCI left out because amdgpu does not drive them."""
+    fallback: str | None = None
+    """In ``auto`` mode, why sysfs answered instead of amdsmi (a short reason code)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CpuFacts:
     vendor: str
-    """``AuthenticAMD``, ``GenuineIntel``, ..."""
+    """``AuthenticAMD``, ``GenuineIntel``, ...; for CPUs without ``vendor_id`` (arm64) a
+    description such as ``ARM implementer 0x41``."""
     family: int | None
     model: int | None
     brand: str

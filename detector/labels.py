@@ -24,6 +24,9 @@ PARTITION_STEM = "partitioning-scheme."
 PARTITION_PREFIX = LABEL_PREFIX + PARTITION_STEM
 #: Scheme name for GPUs that are not partitioned.
 DEFAULT_SCHEME = "default"
+#: AMD's name for the unpartitioned state of a partitionable GPU; such GPUs are counted under
+#: this scheme as well as under ``default`` (AIM Engine publishes both).
+CANONICAL_UNPARTITIONED_SCHEME = "SPX-NPS1"
 #: CPU generation IDs look like ``EPYC_ZEN5``.
 EPYC_STEM = "EPYC_"
 

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from detector.facts import GpuFacts
+
 log = logging.getLogger(__name__)
 
 #: Default port of the metrics and health endpoints (0 disables them).
@@ -78,7 +80,36 @@ class Metrics:
             "1 when the last cycle's probes and publish succeeded, else 0.",
             registry=r,
         )
+        self.gpu_backend = Gauge(
+            "aim_detector_gpu_backend",
+            "1 for the backend that produced the last good GPU reading; reason says why sysfs "
+            "answered in auto mode (amdsmi-unavailable, amdsmi-disagrees:<kind>) or 'chosen'.",
+            ["backend", "reason"],
+            registry=r,
+        )
+        self.amdsmi_disagreements = Counter(
+            "aim_detector_amdsmi_disagreements_total",
+            "amdsmi readings not used because they disagree with sysfs, by kind "
+            "(gpus, identity, modes, partitions, incomplete).",
+            ["kind"],
+            registry=r,
+        )
+        self.gpu_partition_sources = Gauge(
+            "aim_detector_gpu_partition_count_source",
+            "GPUs of the last good reading by where their partition count came from "
+            "(mode, kfd, kfd-node-count, amdsmi, table, unknown).",
+            ["source"],
+            registry=r,
+        )
+        self.gpus_not_counted = Gauge(
+            "aim_detector_gpus_not_counted",
+            "AMD GPUs on PCI left out because amdgpu does not drive them, by driver "
+            "(vfio-pci, ..., none while no driver is bound).",
+            ["driver"],
+            registry=r,
+        )
         self._device_series: dict[str, set[str]] = {}
+        self._series: dict[int, set[tuple[str, ...]]] = {}
 
     def set_devices(self, source: str, counts: Mapping[str, int]) -> None:
         """Replace the device gauges of ``source`` (series of models gone are removed)."""
@@ -87,6 +118,31 @@ class Metrics:
         for model, count in counts.items():
             self.devices.labels(source, model).set(count)
         self._device_series[source] = set(counts)
+
+    def _replace(self, gauge: Gauge, values: Mapping[tuple[str, ...], float]) -> None:
+        """Set a labelled gauge to exactly ``values`` (series not in it are removed)."""
+        before = self._series.get(id(gauge), set())
+        for labels in before - values.keys():
+            gauge.remove(*labels)
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+        self._series[id(gauge)] = set(values)
+
+    def observe_gpu(self, facts: GpuFacts) -> None:
+        """The provenance of a good GPU reading: backend, partition-count sources, unbound GPUs."""
+        if facts.fallback and facts.fallback.startswith("amdsmi-disagrees:"):
+            self.amdsmi_disagreements.labels(facts.fallback.split(":", 1)[1]).inc()
+        self._replace(self.gpu_backend, {(facts.source, facts.fallback or "chosen"): 1})
+        sources: dict[tuple[str, ...], float] = {}
+        for device in facts.devices:
+            key = (device.partitions_from,)
+            sources[key] = sources.get(key, 0) + 1
+        self._replace(self.gpu_partition_sources, sources)
+        unbound: dict[tuple[str, ...], float] = {}
+        for gpu in facts.unbound:
+            key = (gpu.driver or "none",)
+            unbound[key] = unbound.get(key, 0) + 1
+        self._replace(self.gpus_not_counted, unbound)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

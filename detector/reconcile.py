@@ -4,19 +4,26 @@ Pure: plain data in, plain data out; no I/O, no clock, no Kubernetes client. The
 :class:`State` between cycles and feeds it, with each cycle's probe results, to
 :func:`reconcile`. The rules, per probe source (GPU, CPU):
 
+* A source's labels are published **as a whole, from one reading**: never some keys of one
+  probe next to some of another. The GPU labels of a node therefore always describe one
+  consistent picture: ``MI300X=8`` with ``partitioning-scheme.default=8``, or with
+  ``CPX-NPS4=64``, never a mode that is gone next to the one that replaced it.
 * A **failed** probe (ProbeError, any exception, timeout) changes nothing of its source: the
-  labels it produced last are kept as they are, and its pending removals are reset, because
-  "N consecutive runs showed it gone" cannot hold across a run that saw nothing.
-* A **successful** probe's labels apply at once, new keys and changed values alike: a probe
-  that succeeded has seen the hardware, so a changed count is a fact, not a glitch.
-* A key of the source that a successful probe no longer reports is removed only after
-  ``removal_confirmations`` consecutive successful probes have not reported it (2 by default),
-  so that a GPU that drops off the bus for one probe during a reset does not take its label,
-  and the pods that select it, with it. Until then it keeps its last value.
+  labels it produced last are kept as they are, and its pending change is reset, because
+  "N consecutive runs showed it" cannot hold across a run that saw nothing.
+* A **successful** probe whose reading only adds keys or raises counts (a GPU appeared, a model
+  was added) applies at once: a probe that succeeded has seen the hardware.
+* Any other change, a key gone or **a count lower** (a decrease is a removal), waits: the
+  source keeps its published labels until ``removal_confirmations`` consecutive successful
+  probes (2 by default) have each reported something that is not just growth, and then the
+  latest reading replaces them. A GPU that drops off the bus during a reset, a KFD topology
+  caught mid-rebuild, or a partition switch in progress therefore does not take labels (and
+  the pods that select them) away, and a mode switch shows the old labels, then the new ones,
+  never both. A reading equal to the published labels cancels a pending change.
 
 After a restart the agent seeds :class:`State` from what it published earlier (the Node's
 labels named by the ownership annotation, or the NFD file), so a failed first probe keeps
-them too; pending-removal counts start again from zero, which only ever delays a removal.
+them too; pending counts start again from zero, which only ever delays a change.
 
 The second half of the module turns the labels to publish into one Node merge patch that
 touches only the detector's own keys (:func:`node_patch`).
@@ -73,8 +80,8 @@ class State:
 
     labels: Mapping[str, str] = field(default_factory=dict)
     """The labels the agent stands behind now (published, or to be published), all sources."""
-    absent_runs: Mapping[str, int] = field(default_factory=dict)
-    """Key -> consecutive successful probes of its source that did not report it."""
+    pending_runs: Mapping[str, int] = field(default_factory=dict)
+    """Source -> consecutive successful probes whose reading lowered or removed a label."""
 
     @classmethod
     def from_published(cls, labels: Mapping[str, str]) -> State:
@@ -94,11 +101,35 @@ class Decision:
     changed: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     pending_removal: dict[str, int] = field(default_factory=dict)
-    """Keys kept although the last successful probe(s) did not report them -> runs so far."""
+    """Keys kept although the last successful probe(s) saw them gone or lower -> runs so far."""
 
     @property
     def healthy(self) -> bool:
         return not self.errors
+
+
+def _count(value: str) -> int | None:
+    return int(value) if value.isdecimal() else None
+
+
+def is_growth(published: Mapping[str, str], reading: Mapping[str, str]) -> bool:
+    """True when ``reading`` keeps every published key at the same or a higher count."""
+    for key, value in published.items():
+        new = reading.get(key)
+        if new is None:
+            return False
+        old_n, new_n = _count(value), _count(new)
+        if old_n is None or new_n is None:
+            if new != value:
+                return False
+        elif new_n < old_n:
+            return False
+    return True
+
+
+def _shrinking_keys(published: Mapping[str, str], reading: Mapping[str, str]) -> list[str]:
+    """The published keys a reading drops or lowers (what a pending change would take away)."""
+    return sorted(k for k, v in published.items() if not is_growth({k: v}, reading))
 
 
 def reconcile(
@@ -116,45 +147,51 @@ def reconcile(
         raise ValueError("removal_confirmations must be at least 1")
     by_source = {r.source: r for r in results}
     labels = dict(state.labels)
-    absent = dict(state.absent_runs)
+    pending = dict(state.pending_runs)
     errors: dict[str, str] = {}
     added: list[str] = []
     changed: list[str] = []
     removed: list[str] = []
+    pending_keys: dict[str, int] = {}
 
     for source, result in by_source.items():
-        previous = {k for k in state.labels if source_of(k) == source}
+        published = {k: v for k, v in state.labels.items() if source_of(k) == source}
         if result.labels is None:
             errors[source] = result.error or "probe failed"
-            for key in previous:
-                absent.pop(key, None)
+            pending.pop(source, None)
             continue
-        for key, value in result.labels.items():
+        reading = dict(result.labels)
+        for key in reading:
             if source_of(key) != source:
                 raise ValueError(f"the {source} probe reported {key!r}, a {source_of(key)} key")
-            if key not in labels:
+        if reading == published:
+            pending.pop(source, None)
+            continue
+        if not is_growth(published, reading):
+            runs = pending.get(source, 0) + 1
+            if runs < removal_confirmations:
+                pending[source] = runs
+                pending_keys.update(dict.fromkeys(_shrinking_keys(published, reading), runs))
+                continue
+        pending.pop(source, None)
+        for key in published.keys() - reading.keys():
+            del labels[key]
+            removed.append(key)
+        for key, value in reading.items():
+            if key not in published:
                 added.append(key)
-            elif labels[key] != value:
+            elif published[key] != value:
                 changed.append(key)
             labels[key] = value
-            absent.pop(key, None)
-        for key in previous - result.labels.keys():
-            runs = absent.get(key, 0) + 1
-            if runs >= removal_confirmations:
-                del labels[key]
-                absent.pop(key, None)
-                removed.append(key)
-            else:
-                absent[key] = runs
 
     return Decision(
         labels=labels,
-        state=State(labels=dict(labels), absent_runs=dict(absent)),
+        state=State(labels=dict(labels), pending_runs=dict(pending)),
         errors=errors,
         added=tuple(sorted(added)),
         changed=tuple(sorted(changed)),
         removed=tuple(sorted(removed)),
-        pending_removal=dict(sorted(absent.items())),
+        pending_removal=dict(sorted(pending_keys.items())),
     )
 
 

@@ -4,26 +4,40 @@
 returns that root, usable with ``HostRoots.from_host_root(root)``; ``HOSTS`` lists the names and
 ``expected_labels(name)`` the labels the sysfs probe plus detector.labeling must produce for it
 (``GPU_PROBE_FAILS`` names the hosts whose GPU probe must raise ProbeError instead).
+``amdsmi_host(name)`` describes the same host to the C stand-in for libamd_smi.so
+(tests/amdsmi_stub), with the same PCI addresses.
 
-Layout, as the kernel makes it:
+Layout, as the kernel makes it (checked against real dumps: the MI300A node of ROCm's
+k8s-device-plugin test data, lspci trees of MI300X/MI308X servers):
 
 * ``sys/devices/pci0000:XX/0000:XX:01.1/<BDF>/`` holds a PCI device's attributes (``vendor``,
-  ``device``, ``class``, ... each ending in a newline); ``sys/bus/pci/devices/<BDF>`` is a
-  relative symlink to it (``../../../devices/pci0000:XX/...``), ``sys/class/drm/cardN`` a symlink
-  to ``<device>/drm/cardN`` whose ``device`` link points back to the PCI device.
-* amdgpu devices carry ``current_compute_partition`` / ``current_memory_partition`` (and the
-  ``available_*`` lists) when the GPU can be partitioned, ``mem_info_vram_total`` and
-  ``numa_node``; in CPX mode the extra partitions are ``sys/devices/platform/amdgpu_xcp_K`` with
-  their own render nodes.
-* ``sys/class/kfd/kfd/topology/nodes/<N>/properties``: one CPU node per socket, then one node per
-  GPU partition sharing the GPU's ``location_id`` except the low three bits.
+  ``device``, ``class``, ``revision``, ... each ending in a newline); ``sys/bus/pci/devices/<BDF>``
+  is a relative symlink to it (``../../../devices/pci0000:XX/...``). Every host has its platform
+  devices: EPYC root complexes, IOMMUs, NICs, NVMe and the BMC's VGA; Intel's; a KVM guest's
+  Q35 bridge and virtio devices.
+* A GPU's ``driver`` link names its driver: ``../../../../bus/pci/drivers/amdgpu`` (and
+  ``bus/pci/drivers/amdgpu/<BDF>`` links back, ``module/amdgpu/drivers/pci:amdgpu`` points at the
+  driver), or ``vfio-pci``, or none while no driver is bound. Only amdgpu creates the rest: the
+  partition files (``current_compute_partition`` / ``current_memory_partition`` and the
+  ``available_*`` lists) of partitionable GPUs, ``mem_info_vram_total``, the DRM nodes, the KFD
+  topology.
+* DRM: the GPU's ``drm/cardN`` and ``drm/renderD<128+N>``; a partitionable GPU also gets its 7
+  ``sys/devices/platform/amdgpu_xcp_K`` devices, each with a card and a render node, **in every
+  mode**. In CPX the first partition keeps the GPU's own render node and the others are the xcp
+  render nodes (KFD's ``drm_render_minor`` says which); in SPX the xcp devices carry no
+  partition. Minors go in probe order: a GPU, then its 7 xcp devices.
+* ``sys/class/kfd/kfd/topology``: ``generation_id``, then one CPU node per socket and one node
+  per GPU partition of every amdgpu GPU. Partitions of one GPU share ``location_id`` except the
+  partition id, in its low three bits (older drivers) or in bits [31:28]
+  (``HostSpec.partition_id_high_bits``, newer ones).
 * ``sys/devices/system/cpu``: ``online`` and per-CPU ``topology/`` with Linux's numbering (first
   threads of all cores of all sockets, then their SMT siblings).
-* ``proc/cpuinfo`` with one block per logical CPU, ``proc/meminfo``.
+* ``proc/cpuinfo`` with one block per logical CPU (the arm64 layout for ``arch="arm64"``),
+  ``proc/meminfo``.
 
-Denied KFD nodes (hosts ``*kfd-eperm*``): the GPU nodes' ``properties`` files are mode 000. Root
-ignores file modes, so when the tree is built by root each such file is instead a symlink to a
-file the kernel refuses to read even for root (``/proc/sys/vm/drop_caches``, write-only): the
+Denied KFD nodes (hosts with ``kfd_denied``): the GPU nodes' ``properties`` files are mode 000.
+Root ignores file modes, so when the tree is built by root each such file is instead a symlink to
+a file the kernel refuses to read even for root (``/proc/sys/vm/drop_caches``, write-only): the
 probe then gets a genuine PermissionError from the kernel, as it does from KFD. Use
 ``read_is_denied(path)`` to check that the denial is in force where the tests run.
 """
@@ -52,6 +66,8 @@ class CpuSpec:
     stepping: int = 1
     microcode: str = "0xa101148"
     mhz: str = "2400.000"
+    arch: str = "x86"
+    """``x86`` or ``arm64`` (whose cpuinfo has no vendor_id: CPU implementer/part instead)."""
 
 
 @dataclass(frozen=True)
@@ -65,18 +81,36 @@ class GpuKind:
     gfx_target_version: int = 90402
     available_compute: str | None = None
     available_memory: str | None = None
+    revision: int = 0x00
+    product_name: str | None = None
+    """The FRU name the kernel shows in ``product_name`` (absent on boards without one)."""
+
+    @property
+    def partitionable(self) -> bool:
+        return self.available_compute is not None
 
 
 MI300X = GpuKind(0x74A1, "AMD Instinct MI300X", xcds=8, available_compute="SPX, DPX, QPX, CPX",
                  available_memory="NPS1, NPS4")  # fmt: skip
 MI300X_VF = GpuKind(0x74B5, "AMD Instinct MI300X VF", xcds=8)
+#: An SR-IOV VF that was given one XCC: the kernel calls its mode CPX (one XCC per partition).
+MI300X_VF_1XCC = GpuKind(0x74B5, "AMD Instinct MI300X VF", vram_gib=24, compute_units=38, xcds=1,
+                         available_compute="CPX", available_memory="NPS1")  # fmt: skip
+MI308X = GpuKind(0x74A2, "AMD Instinct MI308X", compute_units=80, xcds=4,
+                 available_compute="SPX, DPX, CPX", available_memory="NPS1, NPS4")  # fmt: skip
 MI325X = GpuKind(0x74A5, "AMD Instinct MI325X", vram_gib=256, xcds=8,
                  available_compute="SPX, DPX, QPX, CPX", available_memory="NPS1, NPS4")  # fmt: skip
 MI355X = GpuKind(0x75A3, "AMD Instinct MI355X", vram_gib=288, compute_units=256, xcds=8,
                  gfx_target_version=90500, available_compute="SPX, DPX, QPX, CPX",
                  available_memory="NPS1, NPS2")  # fmt: skip
 MI210 = GpuKind(0x740F, "AMD Instinct MI210", pci_class=0x038000, vram_gib=64,
-                compute_units=104, gfx_target_version=90010)  # fmt: skip
+                compute_units=104, gfx_target_version=90010, revision=0x02)  # fmt: skip
+#: One GCD of an MI250X module (two per module), with the board's FRU name.
+MI250X_GCD = GpuKind(0x740C, "AMD Instinct MI250X / MI250", pci_class=0x038000, vram_gib=64,
+                     compute_units=110, gfx_target_version=90010, revision=0x01,
+                     product_name="AMD INSTINCT MI250X (MCM) OAM AC MBA MSFT")  # fmt: skip
+MI50 = GpuKind(0x66A1, "AMD Instinct MI60 / MI50", pci_class=0x038000, vram_gib=32,
+               compute_units=60, gfx_target_version=90006, revision=0x02)  # fmt: skip
 RX7900 = GpuKind(0x744C, "AMD Radeon RX 7900 XTX", pci_class=0x030000, vram_gib=24,
                  compute_units=96, gfx_target_version=110000)  # fmt: skip
 RAPHAEL_IGPU = GpuKind(0x164E, "AMD Radeon Graphics", pci_class=0x030000, vram_gib=2,
@@ -90,6 +124,8 @@ class GpuGroup:
     compute: str | None = None
     """Current compute partition; None for GPUs that cannot be partitioned."""
     memory: str | None = None
+    driver: str | None = "amdgpu"
+    """The driver bound to these GPUs: ``amdgpu``, ``vfio-pci``, or None (none loaded yet)."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +142,8 @@ class HostSpec:
     truncate: tuple[str, ...] = ()
     extra_pci: tuple[tuple[int, int, int], ...] = field(default=())
     """Additional (vendor, device, class) PCI functions, e.g. a Radeon card's audio function."""
+    partition_id_high_bits: bool = False
+    """KFD puts the partition id in location_id bits [31:28] (newer drivers), not bits [2:0]."""
 
 
 GENOA_9654 = CpuSpec("AuthenticAMD", 25, 0x11, "AMD EPYC 9654 96-Core Processor", 2, 96, 2)
@@ -120,21 +158,41 @@ XEON_8480 = CpuSpec("GenuineIntel", 6, 143, "Intel(R) Xeon(R) Platinum 8480+", 2
                     stepping=8, microcode="0x2b0004d0", mhz="2000.000")  # fmt: skip
 RYZEN_7950X = CpuSpec("AuthenticAMD", 25, 0x61, "AMD Ryzen 9 7950X 16-Core Processor", 1, 16, 2,
                       stepping=2, microcode="0xa601206", mhz="4500.000")  # fmt: skip
+#: Ampere Altra Max M128-30 (Neoverse N1: implementer 0x41, part 0xd0c), no SMT.
+ALTRA_MAX = CpuSpec("ARM", 0, 0, "", 1, 128, 1, arch="arm64")
 
 HOST_SPECS: dict[str, HostSpec] = {
     "mi300x-8-spx-nps1": HostSpec(TURIN_9575F, (GpuGroup(MI300X, 8, "SPX", "NPS1"),)),
     "mi300x-8-cpx-nps4": HostSpec(GENOA_9654, (GpuGroup(MI300X, 8, "CPX", "NPS4"),)),
+    "mi308x-8-cpx-nps1": HostSpec(
+        GENOA_9654, (GpuGroup(MI308X, 8, "CPX", "NPS1"),), partition_id_high_bits=True
+    ),
     "mi325x-8": HostSpec(TURIN_9575F, (GpuGroup(MI325X, 8, "SPX", "NPS1"),), mem_gib=2304),
     "mi355x-8-dpx-nps2": HostSpec(TURIN_9575F, (GpuGroup(MI355X, 8, "DPX", "NPS2"),)),
     "mi210-4": HostSpec(MILAN_7763, (GpuGroup(MI210, 4),), mem_gib=512),
+    "mi250x-4-modules": HostSpec(MILAN_7763, (GpuGroup(MI250X_GCD, 8),), mem_gib=1024),
+    "mi50-2": HostSpec(MILAN_7763, (GpuGroup(MI50, 2),), mem_gib=256),
     "mixed-mi300x-mi210": HostSpec(
         GENOA_9654, (GpuGroup(MI300X, 4, "SPX", "NPS1"), GpuGroup(MI210, 2))
     ),
     "mi300x-vf-vm": HostSpec(EPYC_VM, (GpuGroup(MI300X_VF, 1),), kfd=True, mem_gib=224),
+    # The default non-privileged DaemonSet in a VM whose VF was given one XCC: KFD refused.
+    "mi300x-vf-1xcc-cpx-vm": HostSpec(
+        EPYC_VM, (GpuGroup(MI300X_VF_1XCC, 1, "CPX", "NPS1"),), kfd_denied=True, mem_gib=64
+    ),
+    # KubeVirt passthrough: every GPU bound to vfio-pci, amdgpu loaded but driving none.
+    "mi300x-8-vfio": HostSpec(GENOA_9654, (GpuGroup(MI300X, 8, driver="vfio-pci"),)),
+    "mi300x-4-amdgpu-4-vfio": HostSpec(
+        GENOA_9654,
+        (GpuGroup(MI300X, 4, "SPX", "NPS1"), GpuGroup(MI300X, 4, driver="vfio-pci")),
+    ),
+    # Booted, amdgpu not loaded yet (the GPU operator installs it later): no driver, no KFD.
+    "mi300x-8-no-driver": HostSpec(GENOA_9654, (GpuGroup(MI300X, 8, driver=None),), kfd=False),
     "epyc-zen4-2s": HostSpec(GENOA_9654, mem_gib=768),
     "epyc-zen5-2s": HostSpec(TURIN_9575F, mem_gib=768),
     "epyc-vm-masked": HostSpec(EPYC_VM, kfd=False, mem_gib=64),
     "intel-xeon": HostSpec(XEON_8480, kfd=False, mem_gib=1024),
+    "arm64-altra": HostSpec(ALTRA_MAX, kfd=False, mem_gib=512),
     "ryzen-desktop": HostSpec(
         RYZEN_7950X,
         (GpuGroup(RX7900, 1), GpuGroup(RAPHAEL_IGPU, 1)),
@@ -170,23 +228,38 @@ HOSTS: tuple[str, ...] = tuple(HOST_SPECS)
 #: no PCI view), or it cannot read all of them (a garbled or truncated file of a GPU).
 GPU_PROBE_FAILS = frozenset({"kfd-eperm-container", "mi300x-8-garbled"})
 
+_SPX8 = {"partitioning-scheme.default": "8", "partitioning-scheme.SPX-NPS1": "8"}
 _EXPECTED: dict[str, dict[str, str]] = {
-    "mi300x-8-spx-nps1": {"MI300X": "8", "partitioning-scheme.default": "8", "EPYC_ZEN5": "128"},
+    "mi300x-8-spx-nps1": {"MI300X": "8", **_SPX8, "EPYC_ZEN5": "128"},
     "mi300x-8-cpx-nps4": {"MI300X": "8", "partitioning-scheme.CPX-NPS4": "64", "EPYC_ZEN4": "192"},
-    "mi325x-8": {"MI325X": "8", "partitioning-scheme.default": "8", "EPYC_ZEN5": "128"},
+    "mi308x-8-cpx-nps1": {"MI308X": "8", "partitioning-scheme.CPX-NPS1": "32", "EPYC_ZEN4": "192"},
+    "mi325x-8": {"MI325X": "8", **_SPX8, "EPYC_ZEN5": "128"},
     "mi355x-8-dpx-nps2": {"MI355X": "8", "partitioning-scheme.DPX-NPS2": "16", "EPYC_ZEN5": "128"},
     "mi210-4": {"MI210": "4", "partitioning-scheme.default": "4", "EPYC_ZEN3": "128"},
+    "mi250x-4-modules": {"MI250X": "8", "partitioning-scheme.default": "8", "EPYC_ZEN3": "128"},
+    "mi50-2": {"MI50": "2", "partitioning-scheme.default": "2", "EPYC_ZEN3": "128"},
     "mixed-mi300x-mi210": {
         "MI300X": "4",
         "MI210": "2",
         "partitioning-scheme.default": "6",
+        "partitioning-scheme.SPX-NPS1": "4",
         "EPYC_ZEN4": "192",
     },
     "mi300x-vf-vm": {"MI300X": "1", "partitioning-scheme.default": "1", "EPYC_ZEN4": "8"},
+    "mi300x-vf-1xcc-cpx-vm": {"MI300X": "1", "partitioning-scheme.CPX-NPS1": "1", "EPYC_ZEN4": "8"},
+    "mi300x-8-vfio": {"EPYC_ZEN4": "192"},
+    "mi300x-4-amdgpu-4-vfio": {
+        "MI300X": "4",
+        "partitioning-scheme.default": "4",
+        "partitioning-scheme.SPX-NPS1": "4",
+        "EPYC_ZEN4": "192",
+    },
+    "mi300x-8-no-driver": {"EPYC_ZEN4": "192"},
     "epyc-zen4-2s": {"EPYC_ZEN4": "192"},
     "epyc-zen5-2s": {"EPYC_ZEN5": "128"},
     "epyc-vm-masked": {"EPYC_ZEN4": "8"},
     "intel-xeon": {},
+    "arm64-altra": {},
     "ryzen-desktop": {"RX7900": "1", "partitioning-scheme.default": "1"},
     "mi300x-8-kfd-eperm": {"MI300X": "8", "partitioning-scheme.CPX-NPS4": "64", "EPYC_ZEN4": "192"},
     "kfd-eperm-container": {"EPYC_ZEN4": "192"},
@@ -244,6 +317,36 @@ def read_is_denied(path: Path) -> bool:
         return True
 
 
+_DENYING_DIRS = (Path("/proc/1/map_files"), Path("/proc/1/root"))
+
+
+def list_is_denied(path: Path) -> bool:
+    """True when listing the directory ``path`` fails with a permission error here and now."""
+    try:
+        os.listdir(path)
+        return False
+    except PermissionError:
+        return True
+
+
+def deny_listing(path: Path) -> None:
+    """Make the directory ``path`` unlistable, as the kernel refuses a directory to a reader.
+
+    Mode 000 for an ordinary user; root ignores modes, so for root ``path`` becomes a symlink
+    to a directory the kernel refuses to list even to root (one of ``_DENYING_DIRS``, where
+    the process lacks CAP_SYS_PTRACE/CAP_SYS_ADMIN). Check with ``list_is_denied``.
+    """
+    path.chmod(0)
+    if os.geteuid() != 0:
+        return
+    for target in _DENYING_DIRS:
+        if list_is_denied(target):
+            path.chmod(0o755)
+            os.rename(path, path.with_name(path.name + ".hidden"))
+            path.symlink_to(target)
+            return
+
+
 def _deny(path: Path) -> None:
     path.chmod(0)
     if os.geteuid() != 0:
@@ -273,7 +376,16 @@ class _PciBus:
             return base / bdf
         return base / f"0000:{root:02x}:01.1" / bdf
 
-    def add(self, bdf: str, vendor: int, device: int, pci_class: int, numa: int = 0) -> Path:
+    def add(
+        self,
+        bdf: str,
+        vendor: int,
+        device: int,
+        pci_class: int,
+        *,
+        numa: int = 0,
+        revision: int = 0,
+    ) -> Path:
         path = self.device_dir(bdf)
         attrs = {
             "vendor": f"0x{vendor:04x}",
@@ -281,7 +393,7 @@ class _PciBus:
             "class": f"0x{pci_class:06x}",
             "subsystem_vendor": f"0x{vendor:04x}",
             "subsystem_device": f"0x{device:04x}",
-            "revision": "0x00",
+            "revision": f"0x{revision:02x}",
             "numa_node": str(numa),
             "enable": "1",
             "irq": "0",
@@ -299,10 +411,35 @@ class _PciBus:
         return f"0000:{bus:02x}:00.0"
 
 
-def _platform_devices(bus: _PciBus, sockets: int) -> None:
-    """What every EPYC host has on PCI: AMD (0x1022) root complexes, IOMMUs, root ports,
-    NICs, NVMe drives and the BMC's ASPEED VGA (a display-class device of another vendor)."""
-    for root in bus.ROOT_BUSES[: 4 * sockets]:
+def _platform_devices(bus: _PciBus, cpu: CpuSpec) -> None:
+    """What a host has on PCI besides the GPUs: never an empty bus (every machine has a host
+    bridge), and never another AMD GPU."""
+    if cpu.arch == "arm64":  # Ampere: its own root ports, a NIC and NVMe behind them
+        for root in bus.ROOT_BUSES[:4]:
+            bus.add(f"0000:{root:02x}:00.0", 0x1DEF, 0xE100, 0x060000)
+            bus.add(f"0000:{root:02x}:01.0", 0x1DEF, 0xE101, 0x060400)
+            bus.add(f"0000:{root + 0x0B:02x}:00.0", 0x144D, 0xA80A, 0x010802)
+        bus.add("0000:0a:00.0", 0x15B3, 0x1021, 0x020000)
+        return
+    if cpu.brand == "AMD EPYC":  # a KVM guest: Q35 chipset, VGA and virtio devices
+        bus.add("0000:00:00.0", 0x8086, 0x29C0, 0x060000)
+        bus.add("0000:00:01.0", 0x1234, 0x1111, 0x030000)
+        bus.add("0000:00:02.0", 0x1AF4, 0x1041, 0x020000)
+        bus.add("0000:00:03.0", 0x1AF4, 0x1042, 0x010000)
+        bus.add("0000:00:1f.0", 0x8086, 0x2918, 0x060100)
+        return
+    if cpu.vendor == "GenuineIntel":  # Sapphire Rapids: Intel root complexes, NICs, NVMe, BMC
+        for root in bus.ROOT_BUSES[: 4 * cpu.sockets]:
+            bus.add(f"0000:{root:02x}:00.0", 0x8086, 0x09A2, 0x088000)
+            bus.add(f"0000:{root:02x}:01.1", 0x8086, 0x352A, 0x060400)
+            bus.add(f"0000:{root + 0x0A:02x}:00.0", 0x15B3, 0x1021, 0x020000)
+            bus.add(f"0000:{root + 0x0B:02x}:00.0", 0x144D, 0xA80A, 0x010802)
+        bus.add("0000:c2:00.0", 0x1A03, 0x1150, 0x060400)
+        bus.add("0000:c3:00.0", 0x1A03, 0x2000, 0x030000)
+        return
+    # EPYC: AMD (0x1022) root complexes, IOMMUs, root ports, NICs, NVMe drives and the BMC's
+    # ASPEED VGA (a display-class device of another vendor).
+    for root in bus.ROOT_BUSES[: 4 * cpu.sockets]:
         bus.add(f"0000:{root:02x}:00.0", 0x1022, 0x14A4, 0x060000)
         bus.add(f"0000:{root:02x}:00.2", 0x1022, 0x149E, 0x080600)
         for dev in (1, 2, 3, 4, 5, 7):
@@ -341,52 +478,93 @@ def _partitions(group: GpuGroup) -> int:
     return {None: 1, "SPX": 1, "DPX": 2, "TPX": 3, "QPX": 4, "CPX": group.kind.xcds}[group.compute]
 
 
+#: Partition platform devices amdgpu creates per partitionable GPU (MAX_XCP - 1), in every mode.
+XCP_PER_GPU = 7
+
+
+class _Drm:
+    """Allocates DRM minors in probe order, as the kernel does (a GPU, then its xcp devices)."""
+
+    def __init__(self, sysfs: Path) -> None:
+        self.sysfs = sysfs
+        self.minor = 0
+        self.xcp = 0
+
+    def _nodes(self, parent: Path) -> int:
+        """A card and a render node under ``parent``; returns the render minor."""
+        card, render = self.minor, 128 + self.minor
+        self.minor += 1
+        for name, dev in ((f"card{card}", card), (f"renderD{render}", render)):
+            drm = parent / "drm" / name
+            _write(drm / "dev", f"226:{dev}\n")
+            _link(drm / "device", parent)
+            _link(self.sysfs / "class/drm" / name, drm)
+        return render
+
+    def gpu(self, gpu_dir: Path, partitionable: bool) -> list[int]:
+        """The GPU's render minor, then (partitionable GPUs) those of its 7 xcp devices."""
+        minors = [self._nodes(gpu_dir)]
+        if partitionable:
+            for _ in range(XCP_PER_GPU):
+                platform = self.sysfs / "devices/platform" / f"amdgpu_xcp_{self.xcp}"
+                _write(
+                    platform / "uevent",
+                    f"DRIVER=amdgpu_xcp_drv\nMODALIAS=platform:amdgpu_xcp_{self.xcp}\n",
+                )
+                minors.append(self._nodes(platform))
+                self.xcp += 1
+        return minors
+
+
+def _bind(sysfs: Path, gpu_dir: Path, driver: str) -> None:
+    drivers = sysfs / "bus/pci/drivers" / driver
+    drivers.mkdir(parents=True, exist_ok=True)
+    _link(gpu_dir / "driver", drivers)
+    _link(drivers / gpu_dir.name, gpu_dir)
+    module_link = sysfs / "module" / driver / "drivers" / f"pci:{driver}"
+    if not os.path.lexists(module_link):
+        _link(module_link, drivers)
+
+
 def _write_gpus(root: Path, spec: HostSpec, bus: _PciBus) -> None:
     sysfs = root / "sys"
     nodes = sysfs / "class/kfd/kfd/topology/nodes"
-    total_partitions = sum(_partitions(g) * g.count for g in spec.gpus)
+    bound = [g for g in spec.gpus if g.driver == "amdgpu"]
+    total_partitions = sum(_partitions(g) * g.count for g in bound)
     total_gpus = sum(g.count for g in spec.gpus)
+    drm = _Drm(sysfs)
     card = 0
-    xcp = 0
     node = spec.cpu.sockets
-    next_minor = 128 + total_gpus
     for group in spec.gpus:
         kind = group.kind
         parts = _partitions(group)
         for _ in range(group.count):
             bdf = bus.next_endpoint()
             numa = (card * spec.cpu.sockets) // max(total_gpus, 1)
-            gpu_dir = bus.add(bdf, 0x1002, kind.device_id, kind.pci_class, numa)
+            gpu_dir = bus.add(
+                bdf, 0x1002, kind.device_id, kind.pci_class, numa=numa, revision=kind.revision
+            )
+            card += 1
+            if group.driver is not None and bus.enabled:
+                _bind(sysfs, gpu_dir, group.driver)
+            if group.driver != "amdgpu":
+                continue  # only amdgpu creates the files below
             _write(gpu_dir / "mem_info_vram_total", f"{kind.vram_gib * 1024**3}\n")
+            if kind.product_name:
+                _write(gpu_dir / "product_name", f"{kind.product_name}\n")
             if group.compute is not None:
                 _write(gpu_dir / "current_compute_partition", f"{group.compute}\n")
                 _write(gpu_dir / "available_compute_partition", f"{kind.available_compute}\n")
             if group.memory is not None:
                 _write(gpu_dir / "current_memory_partition", f"{group.memory}\n")
                 _write(gpu_dir / "available_memory_partition", f"{kind.available_memory}\n")
-            if bus.enabled:
-                driver = sysfs / "bus/pci/drivers/amdgpu"
-                driver.mkdir(parents=True, exist_ok=True)
-                _link(gpu_dir / "driver", driver)
-            minors = [128 + card]
-            for name in (f"card{card}", f"renderD{128 + card}"):
-                drm = gpu_dir / "drm" / name
-                _write(drm / "dev", f"226:{card if name.startswith('card') else 128 + card}\n")
-                _link(drm / "device", gpu_dir)
-                _link(sysfs / "class/drm" / name, drm)
-            for _ in range(parts - 1):
-                platform = sysfs / "devices/platform" / f"amdgpu_xcp_{xcp}"
-                drm = platform / "drm" / f"renderD{next_minor}"
-                _write(drm / "dev", f"226:{next_minor}\n")
-                _link(drm / "device", platform)
-                _link(sysfs / "class/drm" / f"renderD{next_minor}", drm)
-                minors.append(next_minor)
-                xcp += 1
-                next_minor += 1
+            minors = drm.gpu(gpu_dir, kind.partitionable)
             if spec.kfd:
                 bus_no, dev_no = int(bdf[5:7], 16), int(bdf[8:10], 16)
-                for part, minor in enumerate(minors):
-                    location = (bus_no << 8) | (dev_no << 3) | (part if parts > 1 else 0)
+                for part in range(parts):
+                    location = (bus_no << 8) | (dev_no << 3)
+                    if parts > 1:
+                        location |= part << 28 if spec.partition_id_high_bits else part
                     props = _KFD_GPU_PROPERTIES.format(
                         simds=kind.compute_units * 4 // parts,
                         p2p=max(total_partitions - 1, 0),
@@ -395,7 +573,7 @@ def _write_gpus(root: Path, spec: HostSpec, bus: _PciBus) -> None:
                         gfx=kind.gfx_target_version,
                         device_id=kind.device_id,
                         location=location,
-                        minor=minor,
+                        minor=minors[part],
                         unique=0x3E0D7B0F5A1C0000 + (card << 4) + part,
                         xcc=max(kind.xcds // parts, 1),
                     )
@@ -410,15 +588,14 @@ def _write_gpus(root: Path, spec: HostSpec, bus: _PciBus) -> None:
             dev.mkdir(parents=True, exist_ok=True)
             for minor in minors:
                 (dev / f"renderD{minor}").touch()
-            (dev / f"card{card}").touch()
-            card += 1
+                (dev / f"card{minor - 128}").touch()
     for kind_vendor, device, pci_class in spec.extra_pci:
         bus.add(bus.next_endpoint(), kind_vendor, device, pci_class)
 
 
 def _write_kfd_cpus(sysfs: Path, cpu: CpuSpec) -> None:
     topology = sysfs / "class/kfd/kfd/topology"
-    _write(topology / "generation_id", "1\n")
+    _write(topology / "generation_id", "3\n")
     _write(topology / "system_properties", "platform_oem 0\nplatform_id 0\nplatform_rev 0\n")
     cores = cpu.cores_per_socket * cpu.threads_per_core
     for socket in range(cpu.sockets):
@@ -469,7 +646,24 @@ def _cpu_number(cpu: CpuSpec, socket: int, core: int, thread: int) -> int:
     return thread * cpu.sockets * cpu.cores_per_socket + socket * cpu.cores_per_socket + core
 
 
+_ARM64_FEATURES = (
+    "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+    "dcpop asimddp ssbs"
+)
+
+
+def _arm64_cpuinfo_block(number: int) -> str:
+    """arch/arm64/kernel/cpuinfo.c's layout: no vendor_id, model name or physical id."""
+    return (
+        f"processor\t: {number}\nBogoMIPS\t: 50.00\nFeatures\t: {_ARM64_FEATURES}\n"
+        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\n"
+        "CPU part\t: 0xd0c\nCPU revision\t: 1\n\n"
+    )
+
+
 def _cpuinfo_block(cpu: CpuSpec, number: int, socket: int, core: int) -> str:
+    if cpu.arch == "arm64":
+        return _arm64_cpuinfo_block(number)
     amd = cpu.vendor == "AuthenticAMD"
     threads = cpu.cores_per_socket * cpu.threads_per_core
     apic = (socket << 8) | (core << 1) | (number >= cpu.sockets * cpu.cores_per_socket)
@@ -549,13 +743,12 @@ def build_spec(root: Path, spec: HostSpec) -> Path:
     root.mkdir(parents=True)
     sysfs = root / "sys"
     (root / "dev").mkdir()
-    if spec.gpus and spec.kfd:
+    if any(g.driver == "amdgpu" for g in spec.gpus) and spec.kfd:
         (root / "dev/kfd").touch()
     if spec.pci:
         (sysfs / "bus/pci/devices").mkdir(parents=True)
     bus = _PciBus(sysfs, enabled=spec.pci)
-    if spec.cpu.vendor == "AuthenticAMD" and spec.cpu.brand != "AMD EPYC":
-        _platform_devices(bus, spec.cpu.sockets)
+    _platform_devices(bus, spec.cpu)
     if spec.kfd and spec.gpus:
         _write_kfd_cpus(sysfs, spec.cpu)
     _write_gpus(root, spec, bus)
@@ -582,25 +775,52 @@ def build_host(dest_dir: Path, name: str, cpu: CpuSpec | None = None) -> Path:
     return build_spec(Path(dest_dir) / name, spec)
 
 
-def amdsmi_gpus(name: str) -> list[dict[str, object]]:
-    """The GPUs of host ``name`` as the stand-in amdsmi's ``configure(gpus=...)`` takes them."""
+def amdsmi_host(
+    name: str,
+    *,
+    only: int | None = None,
+    zero_bdf: frozenset[int] = frozenset(),
+    modes: dict[int, tuple[str, str]] | None = None,
+    init_status: int | None = None,
+    handles_status: int | None = None,
+) -> str:
+    """Host ``name`` as the C stand-in for libamd_smi.so reads it (tests/amdsmi_stub).
+
+    Lists the amdgpu-bound GPUs at the PCI addresses the tree gives them, one line per partition
+    (the partition id in the BDF's function bits, or function 0 for drivers that put it in
+    location_id bits [31:28]). Variations, by GPU index: ``only`` lists the first N GPUs (what
+    a device cgroup leaves the library), ``zero_bdf`` reports a zero BDF for those GPUs (an
+    older library that could not open their render nodes), ``modes`` overrides the (compute,
+    memory) strings as the library returns them ("-" unsupported, "!43" a status).
+    """
     spec = HOST_SPECS[name]
     bus = _PciBus(Path("/nonexistent"), enabled=False)
-    gpus: list[dict[str, object]] = []
+    lines = []
+    if init_status is not None:
+        lines.append(f"init {init_status}")
+    if handles_status is not None:
+        lines.append(f"handles {handles_status}")
+    index = 0
     for group in spec.gpus:
+        kind = group.kind
+        parts = _partitions(group)
         for _ in range(group.count):
-            gpus.append(
-                {
-                    "bdf": bus.next_endpoint(),
-                    "device_id": group.kind.device_id,
-                    "market_name": group.kind.market_name,
-                    "compute_partition": group.compute,
-                    "memory_partition": group.memory,
-                    "vram_mb": group.kind.vram_gib * 1024,
-                    "partitions": _partitions(group),
-                }
-            )
-    return gpus
+            bdf = bus.next_endpoint()
+            if group.driver != "amdgpu":
+                continue  # rocm_smi enumerates what amdgpu drives
+            if only is not None and index >= only:
+                break
+            compute, memory = (modes or {}).get(index, (group.compute or "-", group.memory or "-"))
+            for part in range(parts):
+                function = 0 if spec.partition_id_high_bits or parts == 1 else part
+                address = "0000:00:00.0" if index in zero_bdf else f"{bdf[:-2]}.{function}"
+                lines.append(
+                    f"gpu {address} 0x{kind.device_id:04x} 0x{kind.revision:02x} "
+                    f"{kind.compute_units // parts} {kind.vram_gib * 1024} {compute} {memory} "
+                    f"{kind.market_name}"
+                )
+            index += 1
+    return "\n".join(lines) + "\n"
 
 
 _shared: dict[Path, Path] = {}

@@ -7,6 +7,8 @@ cannot read the KFD topology, ...). The agent always probes ``host/sys`` and ``h
 
 from __future__ import annotations
 
+import shutil
+import sys
 import threading
 import time
 import urllib.error
@@ -19,10 +21,12 @@ from detector.agent import Agent, CycleReport, Reading, host_probes
 from detector.facts import CPU_SOURCE, GPU_SOURCE, ProbeError
 from detector.labels import OWNED_LABELS_ANNOTATION
 from detector.metrics import Health, Metrics, MetricsServer
+from detector.probes import amdsmi_gpu
 from detector.probes.roots import HostRoots
 from detector.publish.nfd import FILE_NAME, NfdPublisher
 from detector.publish.node import Backoff, NodePublisher
-from tests.hosttrees import build_host, expected_labels
+from tests.amdsmi_stub import HOST_ENV, build_rocm
+from tests.hosttrees import GENOA_9654, amdsmi_host, build_host, expected_labels, read_is_denied
 
 CPX_HOST = "mi300x-8-cpx-nps4"
 NO_GPU_HOST = "epyc-zen4-2s"  # same CPUs as CPX_HOST, GPUs gone
@@ -364,3 +368,113 @@ def test_liveness_fails_when_the_loop_stalls():
     assert health.readiness() == (True, "ok")
     health.cycle_done({}, "HTTP 403")
     assert health.readiness() == (False, "publish failed: HTTP 403")
+
+
+# --- issue 10 through the agent: what a node shows while its GPUs change ------------------------
+
+
+@pytest.fixture(scope="module")
+def gpu_trees(tmp_path_factory):
+    """One CPU (2 x EPYC 9654) under every GPU state, so only the GPU labels move."""
+    base = tmp_path_factory.mktemp("gpu-states")
+    trees = {
+        name: build_host(base, name, GENOA_9654)
+        for name in (
+            "mi300x-8-spx-nps1",
+            "mi300x-8-cpx-nps4",
+            "mi300x-8-no-driver",
+            "mi300x-8-vfio",
+            "mi300x-8-kfd-eperm",
+        )
+    }
+    switching = build_host(base / "switching", "mi300x-8-kfd-eperm", GENOA_9654)
+    for node in ("60", "61", "62", "63", "64"):  # KFD torn down half-way through a switch
+        shutil.rmtree(switching / "sys/class/kfd/kfd/topology/nodes" / node)
+    trees["switching"] = switching
+    return trees
+
+
+def _gpu_labels(report):
+    assert report.decision is not None
+    return gpu_only(report.decision.labels)
+
+
+SPX_LABELS = gpu_only(expected_labels("mi300x-8-spx-nps1"))
+CPX_LABELS = gpu_only(expected_labels("mi300x-8-cpx-nps4"))
+
+
+def test_a_partition_switch_shows_one_scheme_at_a_time(tmp_path, gpu_trees):
+    """SPX-NPS1 -> (KFD half rebuilt) -> CPX-NPS4, the default DaemonSet's view (KFD refused):
+    the node carries the old scheme or the new one, never both, never a half count."""
+    host = Host(tmp_path, gpu_trees, "mi300x-8-spx-nps1")
+    agent = Agent(host_probes(host.roots, "sysfs"), NfdPublisher(tmp_path / "features.d"))
+    seen = [_gpu_labels(agent.run_cycle())]
+    host.become("switching")
+    report = agent.run_cycle()
+    assert "partition switch" in report.errors[GPU_SOURCE]
+    seen.append(_gpu_labels(report))
+    host.become("mi300x-8-kfd-eperm")
+    seen += [_gpu_labels(agent.run_cycle()) for _ in range(3)]
+    assert seen == [SPX_LABELS, SPX_LABELS, SPX_LABELS, CPX_LABELS, CPX_LABELS]
+    assert NfdPublisher(tmp_path / "features.d").read() == expected_labels("mi300x-8-cpx-nps4")
+
+
+def test_a_node_whose_driver_loads_after_boot(tmp_path, gpu_trees):
+    """Before amdgpu loads the GPUs are not counted (no default=8 from missing partition
+    files); once it has loaded, CPX-NPS4 appears at once, alone."""
+    host = Host(tmp_path, gpu_trees, "mi300x-8-no-driver")
+    agent = Agent(host_probes(host.roots, "sysfs"), None)
+    booting = agent.run_cycle()
+    assert booting.ok
+    assert _gpu_labels(booting) == {}
+    assert sample(agent, "aim_detector_gpus_not_counted", driver="none") == 8
+    host.become("mi300x-8-cpx-nps4")
+    loaded = agent.run_cycle()
+    assert _gpu_labels(loaded) == CPX_LABELS
+    assert sample(agent, "aim_detector_gpus_not_counted", driver="none") is None
+    assert sample(agent, "aim_detector_gpu_partition_count_source", source="kfd") == 8
+    assert sample(agent, "aim_detector_gpu_backend", backend="sysfs", reason="chosen") == 1
+
+
+def test_passthrough_gpus_are_visible_in_the_metrics_only(tmp_path, gpu_trees):
+    host = Host(tmp_path, gpu_trees, "mi300x-8-vfio")
+    agent = Agent(host_probes(host.roots, "sysfs"), None)
+    report = agent.run_cycle()
+    assert report.ok
+    assert _gpu_labels(report) == {}
+    assert sample(agent, "aim_detector_gpus_not_counted", driver="vfio-pci") == 8
+
+
+def test_partition_counts_from_refused_kfd_nodes_are_labelled_in_the_metrics(tmp_path, gpu_trees):
+    host = Host(tmp_path, gpu_trees, "mi300x-8-kfd-eperm")
+    agent = Agent(host_probes(host.roots, "sysfs"), None)
+    if not read_is_denied(host.roots.sysfs / "class/kfd/kfd/topology/nodes/2/properties"):
+        pytest.skip("this environment cannot make the kernel refuse the read")
+    assert _gpu_labels(agent.run_cycle()) == CPX_LABELS
+    assert sample(agent, "aim_detector_gpu_partition_count_source", source="kfd-node-count") == 8
+
+
+def test_amdsmi_disagreement_is_counted_and_sysfs_answers(tmp_path, gpu_trees, monkeypatch):
+    """The real wrapper on the C stand-in, listing one GPU of eight (a pod given one)."""
+    rocm = build_rocm(tmp_path / "rocm")
+    description = tmp_path / "amdsmi-host.txt"
+    description.write_text(amdsmi_host("mi300x-8-cpx-nps4", only=1))
+    monkeypatch.setenv("ROCM_PATH", str(rocm))
+    monkeypatch.setenv(HOST_ENV, str(description))
+    for name in [n for n in sys.modules if n == "amdsmi" or n.startswith("amdsmi.")]:
+        monkeypatch.delitem(sys.modules, name)
+    amdsmi_gpu.reset()
+    try:
+        host = Host(tmp_path, gpu_trees, "mi300x-8-cpx-nps4")
+        agent = Agent(host_probes(host.roots, "auto"), None)
+        for _ in range(2):
+            assert _gpu_labels(agent.run_cycle()) == CPX_LABELS
+        reason = "amdsmi-disagrees:gpus"
+        assert sample(agent, "aim_detector_gpu_backend", backend="sysfs", reason=reason) == 1
+        assert sample(agent, "aim_detector_amdsmi_disagreements_total", kind="gpus") == 2
+        description.write_text(amdsmi_host("mi300x-8-cpx-nps4"))
+        agent.run_cycle()
+        assert sample(agent, "aim_detector_gpu_backend", backend="amdsmi", reason="chosen") == 1
+        assert sample(agent, "aim_detector_gpu_backend", backend="sysfs", reason=reason) is None
+    finally:
+        amdsmi_gpu.reset()

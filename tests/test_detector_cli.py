@@ -109,13 +109,15 @@ def test_dry_run_json_with_settings_from_the_environment(trees):
     assert doc["devices"] == {"cpu": {"EPYC_ZEN4": 2}, "gpu": {"MI300X": 8}}
 
 
-def test_json_stays_parseable_when_amdsmi_is_installed_without_rocm(trees):
-    """AMD's wrapper prints to stdout when libamd_smi.so is missing; auto mode falls back to
-    sysfs and the dry run's JSON must still be the only thing on stdout."""
-    fakes = Path(__file__).parent / "fakes" / "amdsmi_missing_lib"
-    proc = dry_run(trees[CPX_HOST], "--output", "json", env={"PYTHONPATH": str(fakes)})
+def test_json_stays_parseable_when_amdsmi_is_installed_without_rocm(trees, tmp_path):
+    """AMD's wrapper (installed from PyPI for the tests) prints to stdout when libamd_smi.so
+    is missing; auto mode falls back to sysfs and the dry run's JSON must still be the only
+    thing on stdout."""
+    env = {"ROCM_PATH": str(tmp_path / "no-rocm"), "ROCM_HOME": ""}
+    proc = dry_run(trees[CPX_HOST], "--output", "json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["labels"] == expected_labels(CPX_HOST)
+    assert "Unable to find libamd_smi.so" in proc.stderr
 
 
 def test_a_flag_wins_over_its_environment_variable(trees):

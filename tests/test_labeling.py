@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from detector.facts import CpuFacts, GpuDevice, GpuFacts, ProbeError
-from detector.labeling import cpu_labels, gpu_labels, partition_scheme
+from detector.labeling import cpu_labels, gpu_labels, partition_scheme, partition_schemes
 from detector.labels import LABEL_PREFIX, is_cpu_key, is_gpu_key, validate_labels
 from detector.probes.cpu import probe_cpu
 from detector.probes.gpu import probe_gpus
@@ -41,19 +41,54 @@ def cpu(vendor: str = "AuthenticAMD", generation: str | None = "ZEN5", cores: in
     ("cp", "mp", "partitions", "scheme"),
     [
         (None, None, 1, "default"),  # cannot be partitioned (MI210)
-        ("SPX", "NPS1", 1, "default"),  # the factory default is "default", not SPX-NPS1
+        ("SPX", "NPS1", 1, "default"),  # the factory default: "default" (and SPX-NPS1, below)
         ("SPX", None, 1, "default"),
         ("SPX", "NPS2", 1, "SPX-NPS2"),
         ("DPX", "NPS2", 2, "DPX-NPS2"),
         ("CPX", "NPS4", 8, "CPX-NPS4"),
         ("CPX", None, 8, "CPX"),  # old kernel without current_memory_partition
         (None, None, 8, None),  # seen through KFD only: mode unknown
+        ("UNKNOWN", "NPS1", 1, None),  # the kernel's UNKNOWN: no partition label
+        ("SPX", "UNKNOWN", 1, None),
+        ("CPX", "NPS3", 8, "CPX-NPS3"),  # NPS3 and NPS6 are in the kernel's table
+        ("SPX", "NPS6", 1, "SPX-NPS6"),
     ],
 )
 def test_partition_scheme(
     cp: str | None, mp: str | None, partitions: int, scheme: str | None
 ) -> None:
     assert partition_scheme(gpu(cp=cp, mp=mp, partitions=partitions)) == scheme
+
+
+def test_spx_nps1_counts_under_default_and_spx_nps1_like_aim_engine() -> None:
+    """Issue 11: a partitionable GPU in SPX+NPS1 is labelled under both keys, so profiles
+    written for either match; a GPU that cannot be partitioned only under ``default``."""
+    assert partition_schemes(gpu(cp="SPX", mp="NPS1")) == ("default", "SPX-NPS1")
+    assert partition_schemes(gpu()) == ("default",)
+    assert partition_schemes(gpu(cp="SPX")) == ("default",)  # memory mode not reported
+    facts = GpuFacts("sysfs", tuple(gpu(cp="SPX", mp="NPS1") for _ in range(8)))
+    assert gpu_labels(facts) == {
+        P + "MI300X": "8",
+        P + "partitioning-scheme.default": "8",
+        P + "partitioning-scheme.SPX-NPS1": "8",
+    }
+
+
+def test_unknown_mode_drops_only_that_gpus_partition_label() -> None:
+    """Issue 10, defect 5: the kernel's UNKNOWN never costs the model label."""
+    devices = (gpu(cp="UNKNOWN", mp="NPS1"), *(gpu(cp="SPX", mp="NPS1") for _ in range(7)))
+    assert gpu_labels(GpuFacts("sysfs", devices)) == {
+        P + "MI300X": "8",
+        P + "partitioning-scheme.default": "7",
+        P + "partitioning-scheme.SPX-NPS1": "7",
+    }
+
+
+def test_partitions_nothing_could_count_get_no_partition_label() -> None:
+    device = GpuDevice(bdf="0000:05:00.0", device_id=0x74A1, model="MI300X",
+                       compute_partition="CPX", memory_partition="NPS4",
+                       partitions_from="unknown")  # fmt: skip
+    assert gpu_labels(GpuFacts("sysfs", (device,))) == {P + "MI300X": "1"}
 
 
 def test_eight_mi300x_cpx_nps4() -> None:
@@ -75,6 +110,7 @@ def test_two_models_and_mixed_modes() -> None:
         P + "MI210": "2",
         P + "partitioning-scheme.CPX-NPS4": "32",
         P + "partitioning-scheme.default": "6",
+        P + "partitioning-scheme.SPX-NPS1": "4",
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from detector.cpu_generations import zen_generation
 from detector.facts import CpuFacts, ProbeError
+from detector.labeling import cpu_labels
 from detector.probes.cpu import probe_cpu
 from detector.probes.files import BadFile, parse_cpulist
 from detector.probes.roots import HostRoots
@@ -120,6 +121,28 @@ def test_intel_gets_no_generation(hosts_dir: Path) -> None:
     assert (cpu.sockets, cpu.physical_cores, cpu.logical_cpus) == (2, 112, 224)
 
 
+def test_defect8_arm64_is_a_healthy_probe_without_a_label(hosts_dir: Path) -> None:
+    """arm64's /proc/cpuinfo has no vendor_id (CPU implementer/part instead): not AMD x86,
+    so no CPU label, and no failed probe (which kept the pod unready for good)."""
+    root = shared_host(hosts_dir, "arm64-altra")
+    assert "vendor_id" not in (root / "proc/cpuinfo").read_text()
+    cpu = probe(root)
+    assert cpu.vendor == "ARM implementer 0x41"
+    assert (cpu.generation, cpu.is_epyc) == (None, False)
+    assert (cpu.sockets, cpu.physical_cores, cpu.logical_cpus) == (1, 128, 128)
+    assert cpu_labels(cpu) == {}
+
+
+def test_a_cpu_without_a_label_is_healthy_even_when_its_cores_cannot_be_counted(
+    tmp_path: Path,
+) -> None:
+    root = build_host(tmp_path, "arm64-altra")
+    shutil.rmtree(root / CPU_DIR)
+    cpu = probe(root)
+    assert (cpu.physical_cores, cpu.is_epyc) == (0, False)
+    assert "CPU cores not counted" in cpu.warnings[0]
+
+
 def test_ryzen_has_a_generation_but_is_not_epyc(hosts_dir: Path) -> None:
     cpu = probe(shared_host(hosts_dir, "ryzen-desktop"))
     assert (cpu.generation, cpu.is_epyc, cpu.physical_cores) == ("ZEN4", False, 16)
@@ -228,7 +251,8 @@ def test_garbled_cpuinfo_is_an_error_naming_the_file(tmp_path: Path) -> None:
     assert info.value.source == "cpu"
 
 
-def test_cpuinfo_without_vendor_names_the_field(tmp_path: Path) -> None:
+def test_x86_cpuinfo_without_vendor_names_the_field(tmp_path: Path) -> None:
+    """No vendor_id and no other architecture's fields: a damaged file, not an arm64 CPU."""
     root = build_host(tmp_path, "epyc-vm-masked")
     _rewrite_cpuinfo(root, "vendor_id\t: AuthenticAMD\n", "")
     with pytest.raises(ProbeError, match="vendor_id"):

@@ -23,7 +23,9 @@ from detector.reconcile import (
 
 MI300X = accelerator_label_key("MI300X")
 MI325X = accelerator_label_key("MI325X")
+MI210 = accelerator_label_key("MI210")
 SPX = partition_label_key("default")
+SPX_NPS1 = partition_label_key("SPX-NPS1")
 CPX = partition_label_key("CPX-NPS4")
 ZEN4 = accelerator_label_key(epyc_id("ZEN4"))
 ZEN5 = accelerator_label_key(epyc_id("ZEN5"))
@@ -109,10 +111,12 @@ def test_failed_probe_keeps_its_sources_labels_and_marks_unhealthy():
 
 def test_failed_probe_does_not_block_the_other_source():
     d1 = run(State(), ok_gpu(GPU_8), ok_cpu(CPU_2S))
-    d2 = run(d1.state, ProbeResult.failed(GPU_SOURCE, "timeout"), ok_cpu({ZEN5: "256"}))
-    assert d2.labels[ZEN5] == "256"
+    d2 = run(d1.state, ProbeResult.failed(GPU_SOURCE, "timeout"), ok_cpu({ZEN4: "96"}))
     assert d2.labels[MI300X] == "8"
-    assert d2.pending_removal == {ZEN4: 1}
+    assert d2.pending_removal == {ZEN4: 1}, "the CPU source still runs its own rules"
+    d3 = run(d2.state, ProbeResult.failed(GPU_SOURCE, "timeout"), ok_cpu({ZEN4: "96"}))
+    assert d3.labels == {**GPU_8, ZEN4: "96"}
+    assert d3.errors == {GPU_SOURCE: "timeout"}
 
 
 def test_failed_probe_interrupts_the_consecutive_count():
@@ -133,27 +137,81 @@ def test_failed_probe_never_changes_a_value():
     assert d2.changed == ()
 
 
-def test_changed_count_applies_at_once():
-    d1 = run(State(), ok_gpu(GPU_8), ok_cpu(CPU_2S))
-    d2 = run(d1.state, ok_gpu({MI300X: "7", SPX: "7"}), ok_cpu(CPU_2S))
-    assert d2.labels[MI300X] == "7"
+def test_higher_count_applies_at_once():
+    d1 = run(State(), ok_gpu({MI300X: "4", SPX: "4"}), ok_cpu(CPU_2S))
+    d2 = run(d1.state, ok_gpu(GPU_8), ok_cpu(CPU_2S))
+    assert d2.labels == {**GPU_8, **CPU_2S}
     assert d2.changed == (MI300X, SPX)
 
 
-def test_partition_change_adds_new_scheme_at_once_and_removes_old_after_confirmation():
-    d1 = run(State(), ok_gpu(GPU_8))
+def test_a_lower_count_is_a_removal_and_waits_for_the_confirmations():
+    """Issue 10: a decrease in a count is a removal (59 KFD nodes instead of 64 mid-switch, a
+    GPU that fell off the bus for one probe): it waits for the same confirmations."""
+    d1 = run(State(), ok_gpu({MI300X: "8", CPX: "64"}))
+    d2 = run(d1.state, ok_gpu({MI300X: "8", CPX: "59"}))
+    assert d2.labels == {MI300X: "8", CPX: "64"}
+    assert d2.changed == ()
+    assert d2.pending_removal == {CPX: 1}
+    d3 = run(d2.state, ok_gpu({MI300X: "8", CPX: "64"}))
+    assert d3.labels == {MI300X: "8", CPX: "64"}
+    assert d3.pending_removal == {}, "the full count came back: nothing pending any more"
+    d4 = run(
+        run(d3.state, ok_gpu({MI300X: "7", CPX: "56"})).state, ok_gpu({MI300X: "7", CPX: "56"})
+    )
+    assert d4.labels == {MI300X: "7", CPX: "56"}, "two readings in a row: the GPU is gone"
+    assert d4.changed == (MI300X, CPX)
+
+
+@pytest.mark.parametrize("confirmations", [1, 2, 3])
+def test_partition_labels_never_contradict_each_other_during_a_mode_switch(confirmations):
+    """SPX-NPS1 -> CPX-NPS4: the node shows the old scheme until the new one is confirmed, then
+    the new one alone; never ``default=8`` next to ``CPX-NPS4=64`` (issue 10, defect 4)."""
+    spx = {MI300X: "8", SPX: "8", SPX_NPS1: "8"}
     cpx = {MI300X: "8", CPX: "64"}
-    d2 = run(d1.state, ok_gpu(cpx))
-    assert d2.labels == {**cpx, SPX: "8"}
-    assert run(d2.state, ok_gpu(cpx)).labels == cpx
+    state = run(State(), ok_gpu(spx), confirmations=confirmations).state
+    seen = []
+    for _ in range(confirmations + 1):
+        decision = run(state, ok_gpu(cpx), confirmations=confirmations)
+        seen.append(decision.labels)
+        state = decision.state
+    assert all(labels in (spx, cpx) for labels in seen), seen
+    assert seen[confirmations - 1] == cpx
+    assert seen[-1] == cpx
 
 
-def test_model_swap_on_one_source():
+def test_driver_not_loaded_yet_then_loaded_never_mixes_schemes():
+    """A CPX-NPS4 node boots: amdgpu is not loaded, its GPUs are not counted at all (no
+    ``default=8`` from partition files that do not exist yet); then the driver loads."""
+    booting = run(State(), ok_gpu({}), ok_cpu(CPU_2S))
+    assert booting.labels == CPU_2S
+    loaded = run(booting.state, ok_gpu({MI300X: "8", CPX: "64"}), ok_cpu(CPU_2S))
+    assert loaded.labels == {MI300X: "8", CPX: "64", **CPU_2S}
+    assert loaded.added == tuple(sorted((CPX, MI300X)))
+
+
+def test_model_swap_on_one_source_waits_and_never_shows_both_models():
     d1 = run(State(), ok_gpu(GPU_8))
     d2 = run(d1.state, ok_gpu({MI325X: "8", SPX: "8"}))
-    assert d2.added == (MI325X,)
-    assert MI300X in d2.labels
-    assert MI300X not in run(d2.state, ok_gpu({MI325X: "8", SPX: "8"})).labels
+    assert d2.labels == GPU_8
+    assert d2.pending_removal == {MI300X: 1}
+    d3 = run(d2.state, ok_gpu({MI325X: "8", SPX: "8"}))
+    assert d3.labels == {MI325X: "8", SPX: "8"}
+    assert (d3.added, d3.removed) == ((MI325X,), (MI300X,))
+
+
+def test_a_second_model_added_applies_at_once():
+    d1 = run(State(), ok_gpu(GPU_8))
+    d2 = run(d1.state, ok_gpu({MI300X: "8", MI210: "2", SPX: "10"}))
+    assert d2.labels == {MI300X: "8", MI210: "2", SPX: "10"}
+    assert d2.added == (MI210,)
+
+
+def test_a_reading_is_published_whole_or_not_at_all():
+    """Keys of a pending reading do not leak in next to the ones it would replace."""
+    d1 = run(State(), ok_gpu(GPU_8))
+    d2 = run(d1.state, ok_gpu({MI300X: "8", CPX: "64"}))
+    assert CPX not in d2.labels
+    assert d2.added == ()
 
 
 def test_source_without_result_is_left_alone():

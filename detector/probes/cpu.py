@@ -16,6 +16,9 @@ Physical cores are counted over the online CPUs, SMT siblings once, all sockets 
 * If that walk fails too, the cpuinfo pairs are used with a warning; with neither, the probe
   raises ProbeError rather than guess.
 
+A CPU without ``vendor_id`` in ``/proc/cpuinfo`` (arm64, RISC-V, POWER) is a known non-x86 CPU:
+no label, and a healthy probe. Core counts of any CPU that gets no label are best effort.
+
 Which CPUs count as EPYC (``is_epyc``, the only ones that get an ``EPYC_ZEN<N>`` label):
 
 * Intel and other non-AMD vendors: never (no generation either).
@@ -209,8 +212,39 @@ def _is_epyc(vendor: str, brand: str, generation: str | None) -> tuple[bool, str
     )
 
 
+def _not_x86(first: dict[str, str]) -> str | None:
+    """Which non-x86 CPU a first cpuinfo block without ``vendor_id`` describes, if any.
+
+    arm64 kernels write ``CPU implementer``/``CPU architecture``, RISC-V ``isa : rv64...``,
+    POWER ``cpu : POWER9``; s390x and every x86 write ``vendor_id``. A block with none of these
+    is not a CPU description we know: the probe fails rather than guess.
+    """
+    if "CPU implementer" in first or "CPU architecture" in first:
+        return f"ARM implementer {first.get('CPU implementer', 'unknown')}"
+    if first.get("isa", "").startswith("rv"):
+        return "RISC-V"
+    if first.get("cpu", "").upper().startswith("POWER"):
+        return "IBM POWER"
+    return None
+
+
+def _counts_if_possible(
+    roots: HostRoots, path: Path, text: str, warnings: list[str]
+) -> tuple[int, int, int]:
+    """Core counts of a CPU that gets no label: informational, so a failure costs only them."""
+    try:
+        return _count_cores(roots, path, text, warnings)
+    except ProbeError as exc:
+        warnings.append(f"CPU cores not counted: {exc.message}")
+        return 0, 0, 0
+
+
 def probe_cpu(roots: HostRoots) -> CpuFacts:
-    """The node's CPUs. Raises ProbeError naming the file or field it could not use."""
+    """The node's CPUs. Raises ProbeError naming the file or field it could not use.
+
+    A CPU that is not AMD x86 (Intel, arm64, ...) gets no label, so only what could make a
+    label wrong fails the probe: its core counts are best effort.
+    """
     path = roots.procfs / "cpuinfo"
     try:
         text = read_text(path, _CPUINFO_LIMIT)
@@ -218,17 +252,27 @@ def probe_cpu(roots: HostRoots) -> CpuFacts:
         raise ProbeError(CPU_SOURCE, f"cannot read {path}: {exc}") from exc
     first = _first_block(text)
     vendor = first.get("vendor_id")
+    warnings: list[str] = []
     if not vendor:
-        raise ProbeError(CPU_SOURCE, f"{path}: no 'vendor_id' in the first processor entry")
+        arch = _not_x86(first)
+        if arch is None:
+            raise ProbeError(CPU_SOURCE, f"{path}: no 'vendor_id' in the first processor entry")
+        sockets, cores, logical = _counts_if_possible(roots, path, text, warnings)
+        for message in warnings:
+            log.warning("%s", message)
+        return CpuFacts(arch, None, None, first.get("model name", ""), None, sockets, cores,
+                        logical, is_epyc=False, warnings=tuple(warnings))  # fmt: skip
     family = _int_field(path, first, "cpu family")
     model = _int_field(path, first, "model")
     brand = first.get("model name", "")
     generation = zen_generation(family, model) if vendor == AMD_VENDOR else None
-    warnings: list[str] = []
     is_epyc, why = _is_epyc(vendor, brand, generation)
     if why:
         warnings.append(why)
-    sockets, cores, logical = _count_cores(roots, path, text, warnings)
+    if is_epyc:
+        sockets, cores, logical = _count_cores(roots, path, text, warnings)
+    else:
+        sockets, cores, logical = _counts_if_possible(roots, path, text, warnings)
     for message in warnings:
         log.warning("%s", message)
     return CpuFacts(

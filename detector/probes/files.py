@@ -15,7 +15,7 @@ from pathlib import Path
 
 #: sysfs attributes are at most a page; anything bigger is not what we expect.
 ATTR_LIMIT = 4096
-_HEX_RE = {digits: re.compile(rf"0x[0-9a-fA-F]{{{digits}}}") for digits in (4, 6)}
+_HEX_RE = {digits: re.compile(rf"0x[0-9a-fA-F]{{{digits}}}") for digits in (2, 4, 6)}
 _CPULIST_RE = re.compile(r"\d+(-\d+)?(,\d+(-\d+)?)*")
 
 

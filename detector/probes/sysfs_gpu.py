@@ -2,236 +2,134 @@
 
 What counts, and why:
 
-* A GPU is a PCI device (``<sysfs>/bus/pci/devices/<BDF>``) of vendor 0x1002 whose class is a
-  processing accelerator (0x12xxxx, Instinct) or a display controller (0x03xxxx, older Instinct
-  and Radeon). Audio functions of Radeon cards (0x0403xx) are not GPUs. A virtual function that
-  has a ``physfn`` link belongs to a physical function on this same host and is not counted
-  again (inside a VM a passed-through VF has no such link and is the VM's GPU).
-* One physical GPU is one PCI device however many partitions it shows. Its partition count is
-  the number of KFD GPU nodes at its PCI address when the KFD topology was read completely;
-  otherwise it follows from the compute-partition mode and the model's XCD count (CPX = one per
-  XCD: 8 on MI300X/MI325X/MI350X/MI355X, 6 on MI300A, 4 on MI308X; DPX 2, TPX 3, QPX 4).
-* Where PCI shows no AMD GPU (a container that only sees the KFD topology), the physical GPUs
-  are the KFD GPU nodes grouped by PCI address; their partition modes are then unknown.
-* EPERM on a KFD GPU node means "this reader may not see that GPU", never "no GPU". When PCI
-  already proved the GPUs, the probe still reports them (partition counts then come from the
-  mode files) and adds a warning; when PCI proved nothing, the probe raises ProbeError so the
-  agent keeps its previous GPU labels instead of removing them.
-* A garbled or truncated file of an AMD GPU is logged (naming the file) and that device is
-  skipped, and the probe then raises ProbeError: a count that silently left one GPU out would
-  change the node's labels from bad input, so the agent keeps its last good GPU labels and
-  reports itself unhealthy instead. The probe never guesses a model. A bad file of another
-  device (a NIC, a bridge) changes nothing, and neither does a bad informational file
-  (``numa_node``, VRAM size) of a GPU. An unknown AMD device id is reported with
-  ``model=None`` (no label).
+* GPUs are the amdgpu-bound AMD GPU functions on PCI (detector.probes.pci); one physical GPU is
+  one PCI device however many partitions it shows. Functions bound to another driver or to none
+  are reported as ``unbound`` and not counted.
+* Each GPU's partition count is counted from the device and checked against its mode
+  (detector.probes.partitions); a topology caught mid-switch fails the probe.
+* Where there is no PCI view at all (a container given only the KFD topology), the physical
+  GPUs are the KFD GPU nodes grouped by PCI address, and their modes are unknown: partitionable
+  models then get no partition label. Every node must be read for that: EPERM, a garbled or
+  truncated node fails the probe, because a GPU left out would lower the count.
+* The model comes from the device id, with the compute units (KFD) and FRU product name as the
+  evidence the few shared ids need (detector.pci_ids.identify).
+
+The rule throughout: a GPU that cannot be read fails the probe (ProbeError naming the file), and
+the agent keeps its last good GPU labels. A bad file of another device (a NIC, a bridge)
+changes nothing, and neither does a bad informational file (``numa_node``, VRAM size) of a GPU.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
+from collections import Counter
 
-from detector.facts import GPU_SOURCE, GpuDevice, GpuFacts, ProbeError
-from detector.pci_ids import (
-    AMD_GPU_VENDOR_ID,
-    COMPUTE_PARTITIONS,
-    MEMORY_PARTITIONS,
-    model_for,
-    partitions_for_mode,
+from detector.facts import (
+    GPU_SOURCE,
+    PARTITIONS_FROM_KFD,
+    GpuDevice,
+    GpuFacts,
+    ProbeError,
 )
-from detector.probes.files import BadFile, parse_hex, parse_int, read_attr, read_optional_attr
+from detector.pci_ids import UNKNOWN_MODE, XCD_COUNT, identify
 from detector.probes.kfd import KfdTopology, read_kfd_topology
+from detector.probes.once import say_once
+from detector.probes.partitions import GpuMode, count_partitions
+from detector.probes.pci import PciGpu, bdf_of, scan_pci
 from detector.probes.roots import HostRoots
 
 log = logging.getLogger(__name__)
 
 SOURCE_NAME = "sysfs"
-PCI_DEVICES_DIR = Path("bus/pci/devices")
-_GPU_CLASSES = (0x12, 0x03)  # PCI base class: processing accelerator, display controller
 
 
-@dataclass(frozen=True, slots=True)
-class _PciGpu:
-    bdf: str
-    device_id: int
-    model: str | None
-    compute_partition: str | None
-    memory_partition: str | None
-    vram_mib: int | None
-    numa_node: int | None
-
-    @property
-    def physical_key(self) -> tuple[int, int, int]:
-        domain, bus, rest = self.bdf.split(":")
-        return (int(domain, 16), int(bus, 16), int(rest.split(".")[0], 16))
+def _compute_units(kfd: KfdTopology | None) -> dict[tuple[int, int, int], int]:
+    """Compute units per GPU, summed over its partitions, when every node was read."""
+    if kfd is None or not kfd.complete:
+        return {}
+    units: Counter[tuple[int, int, int]] = Counter()
+    for node in kfd.gpu_nodes:
+        if node.compute_units is None:
+            return {}
+        units[node.physical_key] += node.compute_units
+    return dict(units)
 
 
-class _Report:
-    """Warnings of one probe run, logged as they are found."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        log.warning("%s", message)
-
-
-def _bdf_of(key: tuple[int, int, int]) -> str:
-    domain, bus, device = key
-    return f"{domain:04x}:{bus:02x}:{device:02x}.0"
-
-
-def _partition_attr(path: Path, allowed: frozenset[str]) -> str | None:
-    value = read_optional_attr(path)
-    if value is not None and value not in allowed:
-        raise BadFile(path, f"expected one of {', '.join(sorted(allowed))}, got {value!r}")
-    return value
-
-
-def _optional_int(path: Path, report: _Report) -> int | None:
-    """Informational attributes: a bad one costs the value, not the device."""
-    try:
-        value = read_optional_attr(path)
-        return None if value is None else parse_int(path, value)
-    except (OSError, BadFile) as exc:
-        report.warn(f"ignoring {path}: {exc}")
-        return None
-
-
-def _is_amd_gpu(device_dir: Path) -> bool:
-    """Class, then vendor. Raises OSError/BadFile only for a device that may be an AMD GPU.
-
-    The class goes first so that a bad ``vendor`` file of a NIC or bridge never makes a device
-    a "candidate we could not read"; when the class itself is unreadable, a readable vendor
-    other than AMD's still rules the device out.
-    """
-    class_path = device_dir / "class"
-    vendor_path = device_dir / "vendor"
-    try:
-        pci_class = parse_hex(class_path, read_attr(class_path), 6)
-    except (OSError, BadFile):
-        if parse_hex(vendor_path, read_attr(vendor_path), 4) != AMD_GPU_VENDOR_ID:
-            return False
-        raise
-    if pci_class >> 16 not in _GPU_CLASSES:
-        return False
-    return parse_hex(vendor_path, read_attr(vendor_path), 4) == AMD_GPU_VENDOR_ID
-
-
-def _read_pci_gpu(device_dir: Path, report: _Report) -> _PciGpu:
-    device_path = device_dir / "device"
-    device_id = parse_hex(device_path, read_attr(device_path), 4)
-    model = model_for(device_id)
+def _model(gpu: PciGpu, units: int | None, warnings: list[str]) -> str | None:
+    model = identify(gpu.device_id, gpu.revision, units, gpu.product_name)
     if model is None:
-        report.warn(f"{device_dir.name}: unknown AMD device id 0x{device_id:04x}, no model label")
-    compute = _partition_attr(device_dir / "current_compute_partition", COMPUTE_PARTITIONS)
-    memory = _partition_attr(device_dir / "current_memory_partition", MEMORY_PARTITIONS)
-    vram_bytes = _optional_int(device_dir / "mem_info_vram_total", report)
-    numa = _optional_int(device_dir / "numa_node", report)
-    return _PciGpu(
-        bdf=device_dir.name,
-        device_id=device_id,
-        model=model,
-        compute_partition=compute,
-        memory_partition=memory,
-        vram_mib=None if vram_bytes is None else vram_bytes // (1024 * 1024),
-        numa_node=None if numa is None or numa < 0 else numa,
-    )
-
-
-def _scan_pci(sysfs: Path, report: _Report) -> tuple[list[_PciGpu], int] | None:
-    """AMD GPUs on PCI and how many candidates were skipped; None when there is no PCI view."""
-    devices_dir = sysfs / PCI_DEVICES_DIR
-    try:
-        names = sorted(os.listdir(devices_dir))
-    except FileNotFoundError:
-        return None
-    except PermissionError as exc:
-        report.warn(f"cannot list {devices_dir}: {exc.strerror}")
-        return None
-    if not names:
-        return None
-    gpus: list[_PciGpu] = []
-    skipped = 0
-    for name in names:
-        device_dir = devices_dir / name
-        try:
-            if not _is_amd_gpu(device_dir):
-                continue
-            if os.path.lexists(device_dir / "physfn"):
-                continue  # a VF of a GPU on this host, counted through its physical function
-            gpus.append(_read_pci_gpu(device_dir, report))
-        except FileNotFoundError as exc:
-            if not os.path.lexists(device_dir):
-                continue  # the device went away while we listed (hot-unplug)
-            skipped += 1
-            report.warn(f"PCI device {name} skipped: {exc.filename} is missing")
-        except (OSError, BadFile) as exc:
-            skipped += 1
-            report.warn(f"PCI device {name} skipped: {exc}")
-    return gpus, skipped
-
-
-def _mode_partitions(gpu: _PciGpu, report: _Report) -> int:
-    count = partitions_for_mode(gpu.model, gpu.compute_partition)
-    if count is None:
-        report.warn(
-            f"{gpu.bdf}: cannot tell how many partitions {gpu.compute_partition} makes on "
-            f"device 0x{gpu.device_id:04x}; counting it as 1"
-        )
-        return 1
-    return count
+        message = f"{gpu.bdf}: unknown AMD device id 0x{gpu.device_id:04x}, no model label"
+        warnings.append(message)
+        log.warning("%s", message)
+    return model
 
 
 def _from_pci(
-    gpus: list[_PciGpu], kfd: KfdTopology | None, report: _Report
+    gpus: list[PciGpu], kfd: KfdTopology | None, warnings: list[str]
 ) -> tuple[GpuDevice, ...]:
-    counts = kfd.partitions_by_device() if kfd is not None and kfd.complete else None
-    if kfd is not None and not kfd.complete and gpus:
-        report.warn(
-            "KFD topology incomplete (nodes denied or unreadable); partition counts "
-            "derived from each GPU's compute-partition mode"
+    units = _compute_units(kfd)
+    models = {gpu.bdf: _model(gpu, units.get(gpu.physical_key), warnings) for gpu in gpus}
+    modes = [
+        GpuMode(g.physical_key, g.bdf, g.device_id, models[g.bdf], g.compute_partition)
+        for g in gpus
+    ]
+    counts = count_partitions(modes, kfd, warnings)
+    return tuple(
+        GpuDevice(
+            bdf=gpu.bdf,
+            device_id=gpu.device_id,
+            model=models[gpu.bdf],
+            compute_partition=gpu.compute_partition,
+            memory_partition=gpu.memory_partition,
+            partitions=counts[gpu.physical_key][0],
+            vram_mib=gpu.vram_mib,
+            numa_node=gpu.numa_node,
+            partitions_from=counts[gpu.physical_key][1],
+            compute_units=units.get(gpu.physical_key),
+            revision=gpu.revision,
+            product_name=gpu.product_name,
         )
-    known = {gpu.physical_key for gpu in gpus}
-    if counts is not None:
-        for key in sorted(set(counts) - known):
-            report.warn(f"KFD GPU at {_bdf_of(key)} has no matching PCI device; ignored")
-    devices = []
-    for gpu in gpus:
-        partitions = counts.get(gpu.physical_key) if counts is not None else None
-        devices.append(
-            GpuDevice(
-                bdf=gpu.bdf,
-                device_id=gpu.device_id,
-                model=gpu.model,
-                compute_partition=gpu.compute_partition,
-                memory_partition=gpu.memory_partition,
-                partitions=partitions or _mode_partitions(gpu, report),
-                vram_mib=gpu.vram_mib,
-                numa_node=gpu.numa_node,
-            )
-        )
-    return tuple(devices)
+        for gpu in gpus
+    )
 
 
-def _from_kfd(kfd: KfdTopology, report: _Report) -> tuple[GpuDevice, ...]:
+def _from_kfd(kfd: KfdTopology | None, warnings: list[str]) -> tuple[GpuDevice, ...]:
     """Physical GPUs from the KFD topology alone (no PCI view); partition modes unknown."""
-    if kfd.broken:
-        report.warn("some KFD nodes were unreadable; GPUs and partitions may be undercounted")
+    if kfd is None:
+        raise ProbeError(
+            GPU_SOURCE, "no PCI view and no KFD topology under this sysfs: cannot see GPUs"
+        )
+    problems = kfd.problems()
+    if problems:
+        raise ProbeError(GPU_SOURCE, f"no PCI view, and the KFD view is not whole: {problems}")
+    if kfd.denied:
+        raise ProbeError(
+            GPU_SOURCE,
+            f"KFD GPU node(s) {', '.join(kfd.denied)} are not readable (EPERM) and there is no "
+            "PCI view: cannot see this node's GPUs (device cgroup?)",
+        )
     by_key: dict[tuple[int, int, int], list[int]] = {}
     for node in kfd.gpu_nodes:
         by_key.setdefault(node.physical_key, []).append(node.device_id)
+    units = _compute_units(kfd)
     devices = []
     for key, device_ids in sorted(by_key.items()):
-        model = model_for(device_ids[0])
+        model = identify(device_ids[0], compute_units=units.get(key))
         if model is None:
-            report.warn(f"{_bdf_of(key)}: unknown AMD device id 0x{device_ids[0]:04x}")
+            message = f"{bdf_of(key)}: unknown AMD device id 0x{device_ids[0]:04x}"
+            warnings.append(message)
+            log.warning("%s", message)
+        # Partitionable parts in an unknown mode: no partition label rather than a wrong one.
+        mode = UNKNOWN_MODE if model in XCD_COUNT else None
         devices.append(
             GpuDevice(
-                bdf=_bdf_of(key), device_id=device_ids[0], model=model, partitions=len(device_ids)
+                bdf=bdf_of(key),
+                device_id=device_ids[0],
+                model=model,
+                compute_partition=mode,
+                partitions=len(device_ids),
+                partitions_from=PARTITIONS_FROM_KFD,
+                compute_units=units.get(key),
             )
         )
     return tuple(devices)
@@ -239,28 +137,41 @@ def _from_kfd(kfd: KfdTopology, report: _Report) -> tuple[GpuDevice, ...]:
 
 def probe_sysfs_gpus(roots: HostRoots) -> GpuFacts:
     """The node's AMD GPUs from sysfs. Raises ProbeError when it cannot see them."""
-    report = _Report()
-    pci = _scan_pci(roots.sysfs, report)
-    kfd = read_kfd_topology(roots.sysfs, report.warnings)
-    gpus, skipped = pci if pci is not None else ([], 0)
-    if skipped:
+    warnings: list[str] = []
+    pci = scan_pci(roots.sysfs)
+    kfd = read_kfd_topology(roots.sysfs, warnings)
+    if pci is None:
+        devices = _from_kfd(kfd, warnings)
+        return GpuFacts(source=SOURCE_NAME, devices=devices, warnings=tuple(warnings))
+    warnings += pci.warnings
+    if pci.unreadable:
+        total = len(pci.unreadable) + len(pci.gpus)
         raise ProbeError(
             GPU_SOURCE,
-            f"{skipped} of {skipped + len(gpus)} AMD GPU device(s) unreadable, so the GPU "
-            f"count is unknown: {'; '.join(report.warnings)}",
+            f"{len(pci.unreadable)} of {total} AMD GPU device(s) unreadable, so the GPU count "
+            f"is unknown: {'; '.join(pci.unreadable)}",
         )
-    if gpus:
-        devices = _from_pci(gpus, kfd, report)
-    elif kfd is not None and kfd.denied:
+    if not pci.gpus and kfd is not None and kfd.gpu_node_count:
         raise ProbeError(
             GPU_SOURCE,
-            f"KFD GPU node(s) {', '.join(kfd.denied)} are not readable (EPERM) and PCI shows "
-            "no AMD GPU: cannot see this node's GPUs (device cgroup?)",
+            f"PCI shows no amdgpu-bound GPU but the KFD topology has {kfd.gpu_node_count} GPU "
+            "node(s): the two views disagree",
         )
-    elif kfd is not None and kfd.gpu_nodes:
-        if pci is not None:
-            report.warn("PCI shows no AMD GPU but the KFD topology does; using the KFD view")
-        devices = _from_kfd(kfd, report)
-    else:
-        devices = ()
-    return GpuFacts(source=SOURCE_NAME, devices=devices, warnings=tuple(report.warnings))
+    for gpu in pci.unbound:
+        say_once(
+            log,
+            f"{gpu.bdf}: AMD GPU 0x{gpu.device_id:04x} is "
+            + (
+                f"bound to {gpu.driver}"
+                if gpu.driver
+                else "bound to no driver (amdgpu not loaded?)"
+            )
+            + ", not amdgpu: not counted (no pod on this node can use it)",
+        )
+    devices = _from_pci(pci.gpus, kfd, warnings)
+    return GpuFacts(
+        source=SOURCE_NAME,
+        devices=devices,
+        warnings=tuple(warnings),
+        unbound=tuple(pci.unbound),
+    )
