@@ -6,10 +6,13 @@
 #   docker build -t aim-accelerator:0.1.0 .
 #   docker build --build-arg WITH_AMDSMI=true -t aim-accelerator:0.1.0-amdsmi .
 #
-# WITH_AMDSMI=true installs the `amdsmi` extra (AMD's Python wrapper). The wrapper loads
-# ROCm's libamd_smi.so at run time, which this slim base does not have: build FROM a base
-# that carries ROCm's amd-smi library (e.g. --build-arg BASE_IMAGE=<your ROCm runtime image
-# with Python 3.11>) or the detector logs "amdsmi unavailable" once and uses sysfs.
+# WITH_AMDSMI=true installs the `amdsmi` extra (the PyPI redistribution of AMD's Python
+# wrapper). The wrapper loads ROCm's libamd_smi.so at run time, which this slim base does not
+# have: build FROM a ROCm base (--build-arg BASE_IMAGE=<your ROCm runtime image with Python
+# 3.11>). The detector prefers the wrapper that base ships beside its library
+# (/opt/rocm/share/amd_smi) to the PyPI one, checks at start-up that wrapper and library
+# belong together, and otherwise logs "amdsmi unavailable" once and uses sysfs
+# (docs/install.md, amdsmi backend).
 
 ARG BASE_IMAGE=python:3.11-slim
 
