@@ -10,8 +10,11 @@ For the default install (``daemonset/``) and each ready-made variant (``examples
 4. compile every CEL expression (admission policy, CRD ``x-kubernetes-validations``) and check
    that every object fits ``kubectl apply``'s last-applied annotation;
 5. check the objects refer to each other correctly (service accounts, role bindings, the
-   policy binding, selectors, the matcher's ConfigMap) and that namespaced objects sit in the
-   install namespace while cluster-scoped ones carry none.
+   policy binding, selectors, the matcher's ConfigMap) and that namespaced objects sit in a
+   namespace the bundle creates while cluster-scoped ones carry none;
+6. check the node fence covers every service account that may write Nodes: the admission
+   policy's binding selects it as a parameter and the policy's match condition picks its user
+   (``fence_problems``).
 
 Finally ``kubectl apply -k <variant> --dry-run=client -o name`` runs for each variant. Even a
 client-side dry run asks an API server for discovery (which kinds exist, under which resource
@@ -36,7 +39,10 @@ from typing import Any
 import celpy
 import kubernetes_validate
 import yaml
+from celpy import celtypes
+from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 from scripts.k8s_tools import tool
 
@@ -44,13 +50,17 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The oldest Kubernetes release the bundle supports: ValidatingAdmissionPolicy v1 is GA in
 #: 1.30 and bound service-account tokens carry the node name since 1.30.
 KUBERNETES_VERSION = "1.31"
-NAMESPACE = "aim-system"
+#: The detector's namespace (Pod Security enforces "privileged": it mounts host paths) and the
+#: matcher's (enforces "restricted").
+DETECTOR_NAMESPACE = "aim-detector"
+MATCHER_NAMESPACE = "aim-system"
 #: name -> kustomization directory (relative to the repository root).
 VARIANTS = {
     "default": "daemonset",
     "amdsmi": "examples/install/amdsmi",
     "nfd": "examples/install/nfd",
     "cleanup": "examples/install/cleanup",
+    "mixed": "examples/install/mixed",
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -71,6 +81,7 @@ NAMESPACED = {
     "Deployment",
     "PodDisruptionBudget",
     "Job",
+    "NetworkPolicy",
 }
 _JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
 _FORBIDDEN_IN_JUNCTOR = ("description", "type", "default", "additionalProperties", "nullable")
@@ -264,6 +275,9 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     seen: set[tuple[str, str, str, str]] = set()
     by_kind: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
+    created_namespaces = {
+        (o.get("metadata") or {}).get("name") for o in objects if o.get("kind") == "Namespace"
+    }
     for obj in objects:
         meta = obj.get("metadata") or {}
         kind, name, namespace = obj.get("kind", ""), meta.get("name", ""), meta.get("namespace", "")
@@ -272,11 +286,14 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
         if key in seen:
             problems.append(f"{describe(obj)}: defined twice")
         seen.add(key)
-        by_kind.setdefault(kind, {})[(namespace, name)] = obj
+        scope = "" if kind in CLUSTER_SCOPED else namespace
+        by_kind.setdefault(kind, {})[(scope, name)] = obj
         if kind in CLUSTER_SCOPED and namespace:
             problems.append(f"{describe(obj)}: cluster-scoped, must not set metadata.namespace")
-        elif kind in NAMESPACED and namespace != NAMESPACE:
-            problems.append(f"{describe(obj)}: must be in namespace {NAMESPACE}")
+        elif kind in NAMESPACED and namespace not in created_namespaces:
+            problems.append(
+                f"{describe(obj)}: namespace {namespace or '(none)'} is not one the bundle creates"
+            )
         elif kind not in CLUSTER_SCOPED | NAMESPACED:
             problems.append(f"{describe(obj)}: unexpected kind in the install bundle")
 
@@ -288,7 +305,8 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
         spec = obj.get("spec") or {}
         if kind in {"RoleBinding", "ClusterRoleBinding"}:
             ref = obj.get("roleRef") or {}
-            ref_ns = "" if ref.get("kind") == "ClusterRole" else NAMESPACE
+            binding_ns = (obj.get("metadata") or {}).get("namespace", "")
+            ref_ns = "" if ref.get("kind") == "ClusterRole" else binding_ns
             if not exists(str(ref.get("kind")), ref_ns, str(ref.get("name"))):
                 problems.append(
                     f"{describe(obj)}: roleRef {ref.get('kind')} {ref.get('name')} "
@@ -345,6 +363,165 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
             ]
             if not pods:
                 problems.append(f"{describe(obj)}: selector matches no workload in the bundle")
+    problems += _orphan_problems(objects)
+    return problems
+
+
+def _orphan_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Service accounts no workload runs as, and roles nothing binds: the sign of a reference
+    kustomize resolved to the wrong object (two copies of one base, one without a nameSuffix,
+    end up sharing one account while the other account and its role are left unused)."""
+    used_accounts = set()
+    for obj in objects:
+        pod = _pod_spec(obj)
+        if pod is not None:
+            namespace = (obj.get("metadata") or {}).get("namespace", "")
+            used_accounts.add((namespace, pod.get("serviceAccountName", "default")))
+    bound = set()
+    for obj in objects:
+        if obj.get("kind") in {"RoleBinding", "ClusterRoleBinding"}:
+            ref = obj.get("roleRef") or {}
+            namespace = (obj.get("metadata") or {}).get("namespace", "")
+            bound.add(
+                (ref.get("kind"), namespace if ref.get("kind") == "Role" else "", ref.get("name"))
+            )
+    problems = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name"))
+        if obj.get("kind") == "ServiceAccount" and key not in used_accounts:
+            problems.append(f"{describe(obj)}: no workload runs as this service account")
+        if obj.get("kind") in {"Role", "ClusterRole"} and (obj.get("kind"), *key) not in bound:
+            problems.append(f"{describe(obj)}: nothing binds this role")
+    return problems
+
+
+#: Verbs that change a Node (a `*` grants them all).
+_NODE_WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection", "*"})
+
+
+def _grants_node_writes(rule: Mapping[str, Any]) -> bool:
+    groups = set(rule.get("apiGroups") or ())
+    resources = set(rule.get("resources") or ())
+    return (
+        bool(groups & {"", "*"})
+        and bool(resources & {"nodes", "nodes/*", "*"})
+        and bool(set(rule.get("verbs") or ()) & _NODE_WRITE_VERBS)
+    )
+
+
+def node_writers(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(namespace, name) of every ServiceAccount the bundle's RBAC lets write Nodes.
+
+    Nodes are cluster-scoped, so only a ClusterRoleBinding to a ClusterRole can grant that.
+    """
+    roles = {
+        (o.get("metadata") or {}).get("name"): o for o in objects if o.get("kind") == "ClusterRole"
+    }
+    found: list[tuple[str, str]] = []
+    for binding in objects:
+        if binding.get("kind") != "ClusterRoleBinding":
+            continue
+        ref = binding.get("roleRef") or {}
+        role = roles.get(ref.get("name")) if ref.get("kind") == "ClusterRole" else None
+        if role is None or not any(_grants_node_writes(r) for r in role.get("rules") or ()):
+            continue
+        for subject in binding.get("subjects") or ():
+            if subject.get("kind") == "ServiceAccount":
+                account = (str(subject.get("namespace", "")), str(subject.get("name", "")))
+                if account not in found:
+                    found.append(account)
+    return found
+
+
+def _match_conditions_hold(policy: Mapping[str, Any], user: str, param: Any) -> bool:
+    """Whether every match condition of ``policy`` is true for a request by ``user``."""
+    environment = celpy.Environment()
+    activation = {
+        "request": json_to_cel({"userInfo": {"username": user}}),
+        "params": json_to_cel(param),
+    }
+    for condition in (policy.get("spec") or {}).get("matchConditions") or ():
+        result = environment.program(environment.compile(condition["expression"])).evaluate(
+            activation
+        )
+        if isinstance(result, CELEvalError) or not (
+            isinstance(result, celtypes.BoolType) and bool(result)
+        ):
+            return False
+    return True
+
+
+def _fences(
+    binding: Mapping[str, Any], policy: Mapping[str, Any], account: Mapping[str, Any]
+) -> bool:
+    """Whether ``binding`` of ``policy`` denies writes by ``account`` that its rules refuse."""
+    spec = binding.get("spec") or {}
+    if "Deny" not in (spec.get("validationActions") or ()):
+        return False
+    meta = account.get("metadata") or {}
+    param_kind = (policy.get("spec") or {}).get("paramKind")
+    param: Any = None
+    if param_kind is not None:
+        if (param_kind.get("apiVersion"), param_kind.get("kind")) != ("v1", "ServiceAccount"):
+            return False
+        ref = spec.get("paramRef") or {}
+        selector = ref.get("selector") or {}
+        labels = meta.get("labels") or {}
+        by_name = ref.get("name") == meta.get("name")
+        by_labels = (
+            "selector" in ref
+            and not selector.get("matchExpressions")
+            and all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+        )
+        if ref.get("namespace") != meta.get("namespace") or not (by_name or by_labels):
+            return False
+        param = account
+    user = f"system:serviceaccount:{meta.get('namespace')}:{meta.get('name')}"
+    return _match_conditions_hold(policy, user, param)
+
+
+def fence_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Service accounts that may write Nodes but that no admission policy fences.
+
+    RBAC cannot limit a Node write to one Node or to some labels, so every such account must be
+    selected by a ValidatingAdmissionPolicyBinding (with Deny) whose policy's match conditions
+    pick the account's user: exactly the check a `nameSuffix` or `namespace` overlay can break.
+    Each fencing policy must also leave other users alone (a kubelet writing its own Node).
+    """
+    accounts = {
+        ((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")): o
+        for o in objects
+        if o.get("kind") == "ServiceAccount"
+    }
+    policies = {
+        (o.get("metadata") or {}).get("name"): o
+        for o in objects
+        if o.get("kind") == "ValidatingAdmissionPolicy"
+    }
+    bindings = [o for o in objects if o.get("kind") == "ValidatingAdmissionPolicyBinding"]
+    problems: list[str] = []
+    for namespace, name in node_writers(objects):
+        account = accounts.get((namespace, name))
+        if account is None:
+            continue  # reference_problems reports the missing account
+        fencing = [
+            policies[b["spec"]["policyName"]]
+            for b in bindings
+            if (b.get("spec") or {}).get("policyName") in policies
+            and _fences(b, policies[b["spec"]["policyName"]], account)
+        ]
+        if not fencing:
+            problems.append(
+                f"ServiceAccount {namespace}/{name} may write Nodes, but no admission policy "
+                "binding fences it (its policy would not match the account's user)"
+            )
+        for policy in fencing:
+            if _match_conditions_hold(policy, "system:node:any-node", account):
+                problems.append(
+                    f"{describe(policy)}: its match conditions also catch other users "
+                    "(a kubelet writing its own Node)"
+                )
     return problems
 
 
@@ -373,6 +550,7 @@ def check_objects(objects: list[dict[str, Any]], version: str = KUBERNETES_VERSI
             problems += structural_problems(obj)
         problems += cel_problems(obj)
     problems += reference_problems(objects)
+    problems += fence_problems(objects)
     return problems
 
 
@@ -386,6 +564,7 @@ BUILTIN_RESOURCES = (
     ("apps", "v1", "DaemonSet", "daemonsets", True),
     ("apps", "v1", "Deployment", "deployments", True),
     ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
+    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True),
     ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", True),

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from functools import cache
@@ -27,10 +28,13 @@ from typing import Any
 import pytest
 import yaml
 
+from detector.labels import accelerator_label_key
+from detector.publish.nfd import NfdPublisher
 from matcher.core.config import MatcherConfig
 from scripts import check_dockerfile
 from scripts.validate_manifests import (
-    NAMESPACE,
+    DETECTOR_NAMESPACE,
+    MATCHER_NAMESPACE,
     ROOT,
     VARIANTS,
     applied_name,
@@ -44,11 +48,20 @@ from scripts.validate_manifests import (
     structural_problems,
     validate_variant,
 )
+from tests.fence_support import install, real_kube
 from tests.hosttrees import build_host
 
 BIN = Path(sys.executable).parent
-DETECTOR_SA = ("aim-system", "aim-detector")
-MATCHER_SA = ("aim-system", "aim-matcher")
+DETECTOR_SA = (DETECTOR_NAMESPACE, "aim-detector")
+MATCHER_SA = (MATCHER_NAMESPACE, "aim-matcher")
+#: The non-root user of the image (Dockerfile USER) that every long-running container runs as.
+AGENT_UID = 65532
+
+
+@pytest.fixture
+def real(tmp_path, shared_plane):
+    """The suite's own kube-apiserver (Pod Security admission, RBAC: the real thing)."""
+    yield from real_kube(tmp_path, shared_plane)
 
 
 @cache
@@ -124,7 +137,7 @@ def test_install_and_uninstall_on_the_test_api_server(kube):
     for obj in bundle("default"):
         # The fixture may have loaded the CRDs already: those are "configured".
         assert re.search(rf"^{re.escape(applied_name(obj))} (created|configured)$", out, re.M)
-    stored = server.get_object("apps/v1", "DaemonSet", "aim-detector", "aim-system")
+    stored = server.get_object("apps/v1", "DaemonSet", "aim-detector", DETECTOR_NAMESPACE)
     assert stored is not None
     assert stored["spec"]["template"]["spec"]["serviceAccountName"] == "aim-detector"
     # Applying again changes nothing. (kubectl always re-sends a PodDisruptionBudget's selector,
@@ -134,7 +147,7 @@ def test_install_and_uninstall_on_the_test_api_server(kube):
         "poddisruptionbudget.policy/aim-matcher configured"
     ]
     kube.kubectl("delete", "-k", str(ROOT / "daemonset"), "--ignore-not-found")
-    assert server.get_object("apps/v1", "DaemonSet", "aim-detector", "aim-system") is None
+    assert server.get_object("apps/v1", "DaemonSet", "aim-detector", DETECTOR_NAMESPACE) is None
     assert (
         server.get_object(
             "admissionregistration.k8s.io/v1",
@@ -195,11 +208,12 @@ def test_bad_cel_and_dangling_references_are_reported():
     policy = next(o for o in objs if o["kind"] == "ValidatingAdmissionPolicy")
     policy["spec"]["validations"][0]["expression"] = "request.operation == "
     binding = next(o for o in objs if o["kind"] == "ClusterRoleBinding")
+    assert binding["subjects"][0]["namespace"] == DETECTOR_NAMESPACE
     binding["subjects"][0]["name"] = "nobody"
     objs = [o for o in objs if o["kind"] != "ConfigMap"]
     problems = check_objects(objs)
     assert any("validations[0].expression: CEL does not parse" in p for p in problems)
-    assert any("ServiceAccount aim-system/nobody is missing" in p for p in problems)
+    assert any("ServiceAccount aim-detector/nobody is missing" in p for p in problems)
     assert any("ConfigMap aim-matcher-config is missing" in p for p in problems)
 
 
@@ -218,7 +232,21 @@ def test_namespaces():
         assert reference_problems(list(bundle(variant))) == []
         for obj in bundle(variant):
             namespace = obj["metadata"].get("namespace")
-            assert namespace in (None, NAMESPACE), obj["metadata"]["name"]
+            assert namespace in (None, DETECTOR_NAMESPACE, MATCHER_NAMESPACE), obj["metadata"]
+    for obj in bundle("default"):
+        if obj["metadata"]["name"].startswith("aim-detector") and "namespace" in obj["metadata"]:
+            assert obj["metadata"]["namespace"] == DETECTOR_NAMESPACE, obj["kind"]
+        if obj["metadata"]["name"].startswith("aim-matcher") and "namespace" in obj["metadata"]:
+            assert obj["metadata"]["namespace"] == MATCHER_NAMESPACE, obj["kind"]
+
+
+def test_a_namespace_the_bundle_does_not_create_is_reported():
+    objs = [copy.deepcopy(o) for o in bundle("default") if o["kind"] != "Namespace"]
+    problems = reference_problems(objs)
+    assert any(
+        "DaemonSet aim-detector/aim-detector: namespace aim-detector is not one the bundle" in p
+        for p in problems
+    )
 
 
 # --- Least privilege ---------------------------------------------------------------------
@@ -248,6 +276,45 @@ def _rules_for(variant: str, subject: tuple[str, str]) -> list[tuple[str | None,
     return granted
 
 
+#: One grant: (namespace or None for cluster-wide, API group, resource, verb, resource name or
+#: None for any). A rule grants the product of its lists.
+Grant = tuple[str | None, str, str, str, str | None]
+
+
+def grants(variant: str, subject: tuple[str, str]) -> set[Grant]:
+    return {
+        (scope, group, resource, verb, name)
+        for scope, rule in _rules_for(variant, subject)
+        for group in rule.get("apiGroups", [])
+        for resource in rule.get("resources", [])
+        for verb in rule.get("verbs", [])
+        for name in rule.get("resourceNames") or [None]
+    }
+
+
+def grant_for(
+    variant: str,
+    subject: tuple[str, str],
+    verb: str,
+    resource: str,
+    *,
+    group: str = "",
+    namespace: str | None = None,
+    name: str | None = None,
+) -> Grant | None:
+    """The grant RBAC allows one request by (no wildcards are used in the bundle; tested
+    below), or None when it is denied."""
+    for grant in sorted(grants(variant, subject), key=lambda g: (g[0] or "", g[4] or "")):
+        scope, g_group, g_resource, g_verb, g_name = grant
+        if (
+            (scope is None or scope == namespace)
+            and (g_group, g_resource, g_verb) == (group, resource, verb)
+            and (g_name is None or g_name == name)
+        ):
+            return grant
+    return None
+
+
 def can(
     variant: str,
     subject: tuple[str, str],
@@ -258,18 +325,9 @@ def can(
     namespace: str | None = None,
     name: str | None = None,
 ) -> bool:
-    """RBAC's decision for one request (no wildcards are used in the bundle; tested below)."""
-    for scope, rule in _rules_for(variant, subject):
-        if scope is not None and scope != namespace:
-            continue
-        if (
-            group in rule.get("apiGroups", [])
-            and resource in rule.get("resources", [])
-            and verb in rule.get("verbs", [])
-            and (not rule.get("resourceNames") or name in rule["resourceNames"])
-        ):
-            return True
-    return False
+    """RBAC's decision for one request."""
+    found = grant_for(variant, subject, verb, resource, group=group, namespace=namespace, name=name)
+    return found is not None
 
 
 def test_no_wildcards_and_no_escalation_verbs():
@@ -290,7 +348,7 @@ def test_detector_may_get_and_patch_nodes_and_nothing_else():
     for verb in ("list", "watch", "update", "create", "delete"):
         assert not can("default", DETECTOR_SA, verb, "nodes")
     assert not can("default", DETECTOR_SA, "patch", "nodes/status")
-    assert not can("default", DETECTOR_SA, "get", "pods", namespace=NAMESPACE)
+    assert not can("default", DETECTOR_SA, "get", "pods", namespace=DETECTOR_NAMESPACE)
 
 
 def test_detector_in_nfd_mode_has_no_api_access():
@@ -307,21 +365,27 @@ def test_matcher_reads_cluster_and_writes_only_status_events_and_its_lease():
         ("aimprofiles", "aim.eai.amd.com"),
         ("aimclusterprofiles", "aim.eai.amd.com"),
     ):
-        for verb in ("get", "list", "watch"):
+        for verb in ("list", "watch"):
             assert can("default", m, verb, resource, group=group, namespace="ml-team")
-        for verb in ("create", "update", "patch", "delete"):
+        # Informers only: no single-object reads, no writes.
+        for verb in ("get", "create", "update", "patch", "delete"):
             assert not can("default", m, verb, resource, group=group, namespace="ml-team")
     for resource in ("aimprofiles/status", "aimclusterprofiles/status"):
         assert can("default", m, "patch", resource, group="aim.eai.amd.com", namespace="x")
         assert not can("default", m, "update", resource, group="aim.eai.amd.com")
     assert can("default", m, "create", "events", namespace="default")
     assert not can("default", m, "delete", "events", namespace="default")
-    # Its ConfigMap: in its namespace only.
-    assert can("default", m, "watch", "configmaps", namespace=NAMESPACE)
-    assert not can("default", m, "get", "configmaps", namespace="kube-system")
-    assert not can("default", m, "update", "configmaps", namespace=NAMESPACE)
+    # Its ConfigMap: by name, in its namespace only, and only listed/watched (field selector).
+    config = {"namespace": MATCHER_NAMESPACE}
+    for verb in ("list", "watch"):
+        assert can("default", m, verb, "configmaps", name="aim-matcher-config", **config)
+        assert not can("default", m, verb, "configmaps", **config), "an unselected list"
+        assert not can("default", m, verb, "configmaps", name="other", **config)
+    assert not can("default", m, "get", "configmaps", name="aim-matcher-config", **config)
+    assert not can("default", m, "update", "configmaps", name="aim-matcher-config", **config)
+    assert not can("default", m, "list", "configmaps", namespace="kube-system")
     # Its Lease: created in its namespace, read and renewed by name.
-    lease = {"group": "coordination.k8s.io", "namespace": NAMESPACE}
+    lease = {"group": "coordination.k8s.io", "namespace": MATCHER_NAMESPACE}
     assert can("default", m, "create", "leases", **lease)
     for verb in ("get", "update"):
         assert can("default", m, verb, "leases", name="aim-matcher", **lease)
@@ -349,14 +413,22 @@ WRITABLE_HOST_PATHS = {
     "amdsmi": {"/dev/kfd"},
     "nfd": {"/etc/kubernetes/node-feature-discovery/features.d"},
     "cleanup": set(),
+    "mixed": {"/dev/kfd"},
 }
+#: The one container that runs as uid 0: the NFD variant's init step that makes features.d
+#: group-writable (no capability; daemonset/components/nfd).
+ROOT_INIT_CONTAINERS = {("nfd", "features-dir")}
+
+
+def _effective(spec: dict[str, Any], container: dict[str, Any], key: str) -> Any:
+    """A security setting as the kubelet applies it: the container's, else the pod's."""
+    return container["securityContext"].get(key, spec["securityContext"].get(key))
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_pod_is_hardened(variant):
     uid, gid = check_dockerfile.final_user() or (None, None)
-    assert uid
-    assert uid != 0
+    assert (uid, gid) == (AGENT_UID, AGENT_UID)
     for workload in workloads(variant):
         spec = pod_spec(workload)
         name = f"{variant}: {workload['metadata']['name']}"
@@ -364,35 +436,172 @@ def test_every_pod_is_hardened(variant):
         assert not spec.get("hostPID")
         assert not spec.get("hostIPC")
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
-        nfd_detector = variant == "nfd" and workload["kind"] == "DaemonSet"
-        if nfd_detector:  # writes root's features.d; documented in the component
-            assert spec["securityContext"]["runAsUser"] == 0
-        else:
-            assert spec["securityContext"]["runAsNonRoot"] is True, name
-            assert spec["securityContext"]["runAsUser"] == uid, name
-            assert spec["securityContext"]["runAsGroup"] == gid, name
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] == uid, name
+        assert spec["securityContext"]["runAsGroup"] == gid, name
         host_paths = {
             v["name"]: v["hostPath"]["path"] for v in spec.get("volumes", []) if "hostPath" in v
         }
         for container in spec["containers"] + spec.get("initContainers", []):
+            where = f"{name}/{container['name']}"
             sc = container["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False, name
-            assert sc["readOnlyRootFilesystem"] is True, name
-            assert sc["capabilities"] == {"drop": ["ALL"]}, name
-            assert not sc.get("privileged"), name
-            assert container["resources"]["requests"]["memory"], name
-            assert container["resources"]["requests"]["cpu"], name
-            assert container["resources"]["limits"]["memory"], name
+            if (variant, container["name"]) in ROOT_INIT_CONTAINERS:
+                assert (sc["runAsUser"], sc["runAsGroup"], sc["runAsNonRoot"]) == (0, gid, False)
+            else:
+                assert _effective(spec, container, "runAsNonRoot") is True, where
+                assert _effective(spec, container, "runAsUser") == uid, where
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["capabilities"] == {"drop": ["ALL"]}, where
+            assert not sc.get("privileged"), where
+            assert container["resources"]["requests"]["memory"], where
+            assert container["resources"]["requests"]["cpu"], where
+            assert container["resources"]["limits"]["memory"], where
             if container in spec["containers"] and "ports" in container:  # a server: probed
                 ports = {p["name"] for p in container["ports"]}
                 for probe in ("livenessProbe", "readinessProbe"):
-                    assert container[probe]["httpGet"]["port"] in ports, (name, probe)
+                    assert container[probe]["httpGet"]["port"] in ports, (where, probe)
                 assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
                 assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
             for mount in container.get("volumeMounts", []):
                 path = host_paths.get(mount["name"])
                 if path is not None and path not in WRITABLE_HOST_PATHS[variant]:
-                    assert mount.get("readOnly") is True, (name, mount)
+                    assert mount.get("readOnly") is True, (where, mount)
+                    # Submounts read-only too, where the runtime can (1.31+).
+                    assert mount.get("recursiveReadOnly") == "IfPossible", (where, mount)
+
+
+def _restricted_problems(spec: dict[str, Any]) -> list[str]:
+    """What Pod Security "restricted" (v1.30) would refuse in a pod spec: host namespaces,
+    host paths and other volume types outside its list, privilege, added capabilities other
+    than NET_BIND_SERVICE, root, privilege escalation, seccomp, host ports."""
+    allowed_volumes = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                       "persistentVolumeClaim", "projected", "secret"}  # fmt: skip
+    problems = []
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(key):
+            problems.append(key)
+    for volume in spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= allowed_volumes:
+            problems.append(f"volume {volume['name']}: {sorted(kinds)}")
+    for container in spec["containers"] + spec.get("initContainers", []):
+        sc = container.get("securityContext", {})
+        if sc.get("privileged"):
+            problems.append(f"{container['name']}: privileged")
+        if set(sc.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{container['name']}: capabilities added")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            problems.append(f"{container['name']}: capabilities not dropped")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{container['name']}: allowPrivilegeEscalation")
+        if _effective(spec, container, "runAsNonRoot") is not True:
+            problems.append(f"{container['name']}: runAsNonRoot")
+        if _effective(spec, container, "runAsUser") == 0:
+            problems.append(f"{container['name']}: runAsUser 0")
+        seccomp = _effective(spec, container, "seccompProfile") or {}
+        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{container['name']}: seccompProfile")
+        if any(p.get("hostPort") for p in container.get("ports", [])):
+            problems.append(f"{container['name']}: hostPort")
+    return problems
+
+
+def _namespace_labels(variant: str, name: str) -> dict[str, str]:
+    labels: dict[str, str] = one(variant, "Namespace", name)["metadata"]["labels"]
+    return labels
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_pod_security_levels_fit_each_namespace(variant):
+    """The matcher's namespace enforces "restricted" and its pods meet it; the detector's
+    enforces only "privileged" (host paths need it) and warns and audits at "restricted",
+    and its pods break "restricted" only by their host paths (and the NFD init step's uid 0)."""
+    matcher_ns = _namespace_labels(variant, MATCHER_NAMESPACE)
+    assert matcher_ns["pod-security.kubernetes.io/enforce"] == "restricted"
+    detector_ns = _namespace_labels(variant, DETECTOR_NAMESPACE)
+    assert detector_ns["pod-security.kubernetes.io/enforce"] == "privileged"
+    for labels in (matcher_ns, detector_ns):
+        assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+        assert labels["pod-security.kubernetes.io/audit"] == "restricted"
+    for workload in workloads(variant):
+        problems = _restricted_problems(pod_spec(workload))
+        if workload["metadata"]["namespace"] == MATCHER_NAMESPACE:
+            assert problems == [], workload["metadata"]["name"]
+        else:
+            expected_root = ["features-dir: runAsNonRoot", "features-dir: runAsUser 0"]
+            host_paths = ("volume host-", "volume dev-", "volume nfd-")
+            assert [p for p in problems if not p.startswith(host_paths)] == (
+                expected_root if variant == "nfd" else []
+            )
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_pod_security_is_enforced_on_kube_apiserver(real):
+    """On kube-apiserver's own Pod Security admission: the matcher's pod is admitted in its
+    namespace, the same pod with a host path is refused there, and the detector's pod is
+    admitted in its own namespace with the "restricted" warning."""
+    install(real, list(bundle("default")))
+
+    def create_pod(namespace: str, spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "pss-check", "namespace": namespace}, "spec": spec}  # fmt: skip
+        result: subprocess.CompletedProcess[str] = real.kubectl(
+            "create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False
+        )
+        return result
+
+    matcher = pod_spec(one("default", "Deployment", "aim-matcher"))
+    assert create_pod(MATCHER_NAMESPACE, matcher).returncode == 0
+    with_host_path = copy.deepcopy(matcher)
+    with_host_path["volumes"] = [{"name": "h", "hostPath": {"path": "/sys"}}]
+    refused = create_pod(MATCHER_NAMESPACE, with_host_path)
+    assert refused.returncode != 0
+    assert 'violates PodSecurity "restricted:v1.30"' in refused.stderr
+    detector = pod_spec(one("default", "DaemonSet", "aim-detector"))
+    admitted = create_pod(DETECTOR_NAMESPACE, {**detector, "nodeName": "gpu-1"})
+    assert admitted.returncode == 0, admitted.stderr
+    assert 'would violate PodSecurity "restricted:latest"' in admitted.stderr
+    assert "hostPath" in admitted.stderr
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_network_policies_admit_only_prometheus_to_the_metrics_ports(variant):
+    policies = objects(variant, "NetworkPolicy")
+    for workload in workloads(variant):
+        namespace = workload["metadata"]["namespace"]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        selecting = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == namespace
+            and all(labels.get(k) == v for k, v in p["spec"]["podSelector"]["matchLabels"].items())
+        ]
+        assert len(selecting) == 1, workload["metadata"]["name"]
+        [policy] = selecting
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        ports = {p["name"] for c in pod_spec(workload)["containers"] for p in c.get("ports", [])}
+        if not ports:  # the cleanup variant serves nothing
+            continue
+        assert policy["spec"]["ingress"] == [
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+                        }
+                    }
+                ],
+                "ports": [{"port": port, "protocol": "TCP"} for port in sorted(ports)],
+            }
+        ]
+
+
+def test_detector_is_node_critical():
+    for variant in VARIANTS:
+        for ds in objects(variant, "DaemonSet"):
+            assert pod_spec(ds)["priorityClassName"] == "system-node-critical", variant
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -411,15 +620,16 @@ def _flags(args: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_detector_flags_exist(variant):
-    spec = pod_spec(one(variant, "DaemonSet", "aim-detector"))
-    [container] = [
-        c
-        for c in spec["containers"] + spec.get("initContainers", [])
-        if c["command"] == ["aim-detector"]
-    ]
     text = help_text("aim-detector")
-    for flag in _flags(container["args"]):
-        assert re.search(rf"{re.escape(flag)}\b", text), f"aim-detector has no {flag}"
+    for ds in objects(variant, "DaemonSet"):
+        spec = pod_spec(ds)
+        [container] = [
+            c
+            for c in spec["containers"] + spec.get("initContainers", [])
+            if c["command"] == ["aim-detector"]
+        ]
+        for flag in _flags(container["args"]):
+            assert re.search(rf"{re.escape(flag)}\b", text), f"aim-detector has no {flag}"
 
 
 def test_matcher_flags_exist():
@@ -442,51 +652,87 @@ def test_detector_daemonset():
     assert {"operator": "Exists"} in spec["tolerations"]  # GPU taints included
     assert ds["spec"]["updateStrategy"]["type"] == "RollingUpdate"
     assert "--mode=node" in container["args"]
-    # Host /sys and the host's /proc/cpuinfo, read-only, where the flags point.
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes[mounts["/host/sys"]["name"]]["hostPath"]["path"] == "/sys"
-    assert volumes[mounts["/host/proc/cpuinfo"]["name"]]["hostPath"]["path"] == "/proc/cpuinfo"
+    # Only the sysfs trees the probes read, and the host's /proc/cpuinfo, each at its host
+    # path under /host so that sysfs's relative links resolve; the flags point there.
+    assert _host_mounts(spec, container) == {
+        "/host/sys/bus/pci": "/sys/bus/pci",
+        "/host/sys/class": "/sys/class",
+        "/host/sys/devices": "/sys/devices",
+        "/host/proc/cpuinfo": "/proc/cpuinfo",
+    }
     assert "--sysfs-root=/host/sys" in container["args"]
     assert "--procfs-root=/host/proc" in container["args"]
     port = container["ports"][0]["containerPort"]
     assert f"--metrics-port={port}" in container["args"]
 
 
-@pytest.mark.parametrize("host", ["mi300x-8-cpx-nps4", "epyc-vm-masked"])
-def test_detector_needs_only_cpuinfo_from_procfs(tmp_path, host):
-    """The DaemonSet mounts only the host's /proc/cpuinfo: with nothing else in procfs the
-    detector, run with the DaemonSet's root flags, must find exactly what it finds with the
-    whole host tree."""
+def _host_mounts(spec: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """mountPath -> host path of a container's hostPath mounts."""
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    return {
+        m["mountPath"]: volumes[m["name"]]["hostPath"]["path"]
+        for m in container["volumeMounts"]
+        if "hostPath" in volumes[m["name"]]
+    }
+
+
+def _mount_like_the_daemonset(host: Path, mounts: dict[str, str], dest: Path) -> Path:
+    """The container's view of `host`: each mounted host path copied to its mount path under
+    `dest` (links kept as links, so only what the mounts include resolves); nothing else."""
+    for mount_path, host_path in mounts.items():
+        source = host / host_path.lstrip("/")
+        target = dest / mount_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, symlinks=True)
+        elif source.exists():
+            shutil.copy(source, target)
+    return dest
+
+
+#: Host trees of every shape the probes handle: PCI with KFD, partitions, VFs, KFD-only
+#: containers, denied KFD nodes, CPU-only hosts with and without a usable topology.
+MOUNT_HOSTS = ("mi300x-8-cpx-nps4", "mi355x-8-dpx-nps2", "mixed-mi300x-mi210", "mi300x-vf-vm",
+               "kfd-only-container", "mi300x-8-kfd-eperm", "epyc-vm-masked",
+               "epyc-zen4-topology-garbled")  # fmt: skip
+
+
+@pytest.mark.parametrize("host", MOUNT_HOSTS)
+def test_detector_sees_through_its_mounts_what_it_sees_on_the_host(tmp_path, host):
+    """The DaemonSet mounts only some sysfs trees and one procfs file: run with the
+    DaemonSet's own flags on a copy of just what it mounts, the detector must find exactly what
+    it finds with the whole host tree."""
+    spec = pod_spec(one("default", "DaemonSet", "aim-detector"))
+    container = spec["containers"][0]
     root = build_host(tmp_path, host)
-    only_cpuinfo = tmp_path / "proc-mount"
-    only_cpuinfo.mkdir()
-    shutil.copy(root / "proc" / "cpuinfo", only_cpuinfo / "cpuinfo")
+    view = _mount_like_the_daemonset(root, _host_mounts(spec, container), tmp_path / "view")
+    flags = [a.replace("=/host/", f"={view}/host/") for a in container["args"]
+             if a.startswith(("--sysfs-root=", "--procfs-root="))]  # fmt: skip
+    assert len(flags) == 2
 
-    def labels(*roots: str) -> dict[str, str]:
+    def report(*roots: str) -> dict[str, Any]:
         result = subprocess.run(
-            [str(BIN / "aim-detector"), "--once", "--dry-run", "--output", "json", *roots],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        report = json.loads(result.stdout)
-        assert report["errors"] == {}
-        labels: dict[str, str] = report["labels"]
-        return labels
+            [str(BIN / "aim-detector"), "--once", "--dry-run", "--output", "json",
+             "--gpu-backend", "sysfs", *roots],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        parsed: dict[str, Any] = json.loads(result.stdout)
+        return parsed
 
-    full = labels("--host-root", str(root))
-    assert full  # the fixture has AMD hardware
-    mounted = labels("--sysfs-root", str(root / "sys"), "--procfs-root", str(only_cpuinfo))
-    assert mounted == full
+    full = report("--host-root", str(root))
+    mounted = report(*flags)
+    assert mounted["labels"] == full["labels"]
+    assert mounted["errors"].keys() == full["errors"].keys()
+    assert full["labels"] or full["errors"], "the fixture is a real host"
 
 
 def test_amdsmi_variant_mounts_gpu_devices_without_privilege():
     spec = pod_spec(one("amdsmi", "DaemonSet", "aim-detector"))
     container = spec["containers"][0]
     paths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert {"/dev/kfd", "/dev/dri", "/sys", "/proc/cpuinfo"} == paths
+    assert paths == {
+        "/dev/kfd", "/dev/dri", "/sys/bus/pci", "/sys/class", "/sys/devices", "/proc/cpuinfo"
+    }  # fmt: skip
     assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/dev/kfd", "/dev/dri"}
     assert container["image"].endswith("-amdsmi")
     assert "--gpu-backend=auto" in container["args"]
@@ -504,6 +750,78 @@ def test_nfd_variant_writes_features_d():
         "/etc/kubernetes/node-feature-discovery/features.d"
     )
     assert "--nfd-features-dir=/host/features.d" in container["args"]
+
+
+def test_nfd_variant_runs_the_agent_as_non_root_after_a_capability_free_init_step():
+    spec = pod_spec(one("nfd", "DaemonSet", "aim-detector"))
+    [init] = spec["initContainers"]
+    assert init["name"] == "features-dir"
+    assert init["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert {m["mountPath"] for m in init["volumeMounts"]} == {"/host/features.d"}
+    assert spec["securityContext"]["runAsUser"] == AGENT_UID
+    assert "runAsUser" not in spec["containers"][0]["securityContext"]
+    assert spec["automountServiceAccountToken"] is False
+
+
+def _as(uid: int, gid: int) -> list[str]:
+    """Run as uid:gid with no capability at all (none permitted, none inheritable, an empty
+    bounding set), as a container with `capabilities: drop: [ALL]` does."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]  # fmt: skip
+
+
+_PUBLISH = """
+import sys
+sys.path.insert(0, {root!r})
+from detector.publish.nfd import NfdPublisher
+NfdPublisher({features!r}).publish({labels!r})
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="needs root and setpriv to act as uid 0 without capabilities and as uid 65532",
+)
+def test_nfd_init_step_lets_the_non_root_agent_write_root_s_features_dir():
+    """On a features.d that root owns (0755), holding the file and a stale temporary file of a
+    root-mode install: the agent as 65532 cannot publish; after the component's init step, run
+    as uid 0 without any capability, it can, and it replaces root's file atomically."""
+    python = "/usr/bin/python3"  # any Python 3.11 that user 65532 may execute
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"{python} is missing")
+    base = Path(tempfile.mkdtemp(prefix="aim-nfd-"))
+    try:
+        base.chmod(0o755)
+        features = base / "features.d"
+        features.mkdir(mode=0o755)
+        (features / "aim-accelerator").write_text("aim-accelerator.MI300X=4\n")
+        (features / ".aim-accelerator").write_text("half a file")
+        labels = {accelerator_label_key("MI300X"): "8"}
+        publish = [python, "-c", _PUBLISH.format(root=str(ROOT), features=str(features),
+                                                  labels=labels)]  # fmt: skip
+        before = subprocess.run([*_as(AGENT_UID, AGENT_UID), *publish], capture_output=True,
+                                text=True, check=False, timeout=60)  # fmt: skip
+        assert before.returncode != 0
+        assert "Permission denied" in before.stderr
+
+        spec = pod_spec(one("nfd", "DaemonSet", "aim-detector"))
+        [init] = spec["initContainers"]
+        assert init["command"][:2] == ["python", "-c"]
+        script = init["command"][2].replace("/host/features.d", str(features))
+        step = subprocess.run([*_as(0, AGENT_UID), python, "-c", script], capture_output=True,
+                              text=True, check=False, timeout=60)  # fmt: skip
+        assert step.returncode == 0, step.stderr
+        assert not (features / ".aim-accelerator").exists()
+
+        after = subprocess.run([*_as(AGENT_UID, AGENT_UID), *publish], capture_output=True,
+                               text=True, check=False, timeout=60)  # fmt: skip
+        assert after.returncode == 0, after.stderr
+        written = features / "aim-accelerator"
+        assert NfdPublisher(features).read() == labels
+        assert (written.stat().st_uid, written.stat().st_gid) == (AGENT_UID, AGENT_UID)
+        assert features.stat().st_uid == 0, "the directory still belongs to root"
+    finally:
+        shutil.rmtree(base)
 
 
 def test_matcher_deployment():
@@ -572,6 +890,9 @@ def test_cleanup_component_composes_with_nfd(tmp_path):
     assert cleanup["args"][-1] == "--cleanup"
     mounts = {m["mountPath"] for m in cleanup["volumeMounts"]}
     assert "/host/features.d" in mounts
+    # The install made features.d group-writable; the cleanup deletes the file as the agent.
+    assert pod_spec(ds)["securityContext"]["runAsUser"] == AGENT_UID
+    assert "runAsUser" not in cleanup["securityContext"]
 
 
 # --- The configuration page names exactly the real flags ---------------------------------
@@ -620,15 +941,41 @@ def _request_target(path: str) -> tuple[str, str, str | None, str | None]:
     return group, resource, namespace, name
 
 
+def _selected_name(query: dict[str, str]) -> str | None:
+    """The name a list or watch is authorized for: kube-apiserver takes it from a field
+    selector that requires metadata.name exactly (k8s.io/apiserver
+    pkg/endpoints/request/requestinfo.go: FieldSelector.RequiresExactMatch("metadata.name"))."""
+    for term in (query.get("fieldSelector") or "").split(","):
+        field, op, value = term.partition("==") if "==" in term else term.partition("=")
+        if op and field.strip() == "metadata.name" and not field.endswith("!"):
+            return value.strip()
+    return None
+
+
+def request_grant(variant: str, subject: tuple[str, str], rec: Any) -> Grant | None:
+    group, resource, namespace, name = _request_target(rec.path)
+    if rec.verb in ("list", "watch") and name is None:
+        name = _selected_name(rec.query)
+    return grant_for(
+        variant, subject, rec.verb, resource, group=group, namespace=namespace, name=name
+    )
+
+
 def _denied(records, subject) -> list[str]:
-    denied = []
-    for rec in records:
-        group, resource, namespace, name = _request_target(rec.path)
-        if not can(
-            "default", subject, rec.verb, resource, group=group, namespace=namespace, name=name
-        ):
-            denied.append(f"{rec.verb} {rec.path}")
-    return denied
+    return [
+        f"{rec.verb} {rec.path}?{rec.query}"
+        for rec in records
+        if request_grant("default", subject, rec) is None
+    ]
+
+
+def test_a_field_selected_list_is_authorized_by_name():
+    assert _selected_name({"fieldSelector": "metadata.name=aim-matcher-config"}) == (
+        "aim-matcher-config"
+    )
+    assert _selected_name({"fieldSelector": "metadata.name==x,status.phase=Running"}) == "x"
+    assert _selected_name({"fieldSelector": "metadata.name!=x"}) is None
+    assert _selected_name({}) is None
 
 
 def _program_requests(server) -> list[Any]:
@@ -665,9 +1012,11 @@ spec:
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_rbac_allows_every_request_the_programs_make(kube, tmp_path):
+def test_rbac_grants_exactly_the_requests_the_programs_make(kube, tmp_path):
     """Run the real detector and matcher against the test API server, record every request
-    they send, and check each against the bundle's RBAC, as the API server's authorizer would."""
+    they send, and check them against the bundle's RBAC as the API server's authorizer would:
+    every request is allowed, and every grant (verb x resource x name x scope) is used by one.
+    A grant no code path uses, or a call no grant covers, fails here."""
     server = kube.require_server()
     kube.kubectl(
         "apply",
@@ -725,7 +1074,7 @@ def test_rbac_allows_every_request_the_programs_make(kube, tmp_path):
             "--log-level",
             "warning",
         ],
-        env={**os.environ, "POD_NAMESPACE": NAMESPACE, "POD_NAME": "aim-matcher-test"},
+        env={**os.environ, "POD_NAMESPACE": MATCHER_NAMESPACE, "POD_NAME": "aim-matcher-test"},
     )
     try:
 
@@ -754,21 +1103,13 @@ def test_rbac_allows_every_request_the_programs_make(kube, tmp_path):
     subprocess.run([*detector, "--cleanup"], env=env, check=True, timeout=60)
     detector_requests += _program_requests(server)
 
+    # Every request is allowed (no grant missing) ...
     assert _denied(detector_requests, DETECTOR_SA) == []
     assert _denied(matcher_requests, MATCHER_SA) == []
-    # The run exercised every permission it is meant to check.
-    done = {(r.verb, _request_target(r.path)[1]) for r in matcher_requests}
-    assert {
-        ("list", "nodes"),
-        ("watch", "nodes"),
-        ("list", "aimprofiles"),
-        ("patch", "aimclusterprofiles/status"),
-        ("patch", "aimprofiles/status"),
-        ("create", "events"),
-        ("create", "leases"),
-        ("update", "leases"),
-        ("list", "configmaps"),
-    } <= done
+    # ... and every grant was used by some request (no grant unused).
+    for subject, requests in ((DETECTOR_SA, detector_requests), (MATCHER_SA, matcher_requests)):
+        used = {request_grant("default", subject, rec) for rec in requests}
+        assert grants("default", subject) - used == set(), subject
     assert {(r.verb, _request_target(r.path)[1]) for r in detector_requests} == {
         ("get", "nodes"),
         ("patch", "nodes"),
