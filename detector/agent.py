@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from detector.facts import CPU_SOURCE, GPU_SOURCE, CpuFacts, GpuFacts
+from detector.fence import DryRunPatch, NodeFence, PatchResult
 from detector.labeling import cpu_labels, gpu_labels
 from detector.labels import epyc_id, validate_labels
 from detector.metrics import DEFAULT_METRICS_PORT, Health, Metrics, MetricsServer
@@ -165,8 +166,10 @@ class Agent:
         metrics: Metrics | None = None,
         health: Health | None = None,
         clock: Callable[[], float] = time.time,
+        fence: NodeFence | None = None,
     ) -> None:
         self._runners = [_ProbeRunner(s, p, probe_timeout) for s, p in probes.items()]
+        self.fence = fence
         self.publisher = publisher
         self._confirmations = removal_confirmations
         self.metrics = metrics or Metrics()
@@ -204,6 +207,8 @@ class Agent:
         return results, readings
 
     def run_cycle(self) -> CycleReport:
+        if self.fence is not None:
+            self.fence.check()  # until proven; holds readiness meanwhile
         results, readings = self.probe_all()
         errors = {r.source: r.error or "probe failed" for r in results if not r.succeeded}
         if self.state is None:
@@ -321,6 +326,8 @@ class AgentConfig:
     cleanup: bool = False
     metrics_address: str = "0.0.0.0"
     metrics_port: int = DEFAULT_METRICS_PORT
+    waive_node_fence: bool = False
+    fence_peer_node: str | None = None
 
     def stall_after(self) -> float:
         """How long without a finished cycle before liveness fails (probes + API retries)."""
@@ -336,6 +343,38 @@ def make_publisher(config: AgentConfig, stop: threading.Event) -> Publisher | No
     from detector.publish.node import NodePublisher, api_client_from  # noqa: PLC0415
 
     return NodePublisher(api_client_from(config.kubeconfig), config.node_name or "", stop=stop)
+
+
+def node_dry_run_patch(publisher: Publisher) -> DryRunPatch:
+    """The node fence's one operation, through the node publisher's client."""
+    from detector.publish.node import ApiCallError, NodePublisher  # noqa: PLC0415 (see above)
+
+    assert isinstance(publisher, NodePublisher)
+
+    def patch(name: str, body: Mapping[str, object]) -> PatchResult:
+        try:
+            publisher.dry_run_patch(name, body)
+        except ApiCallError as err:
+            return PatchResult(err.status or None, str(err))
+        return PatchResult(200)
+
+    return patch
+
+
+def make_fence(
+    config: AgentConfig, publisher: Publisher | None, metrics: Metrics, health: Health
+) -> NodeFence | None:
+    """The node fence for the agent's loop in node mode (not for --once, --cleanup, dry runs)."""
+    if config.mode != "node" or publisher is None or config.once or config.cleanup:
+        return None
+    return NodeFence(
+        node_dry_run_patch(publisher),
+        config.node_name or "",
+        peer_node=config.fence_peer_node,
+        waived=config.waive_node_fence,
+        registry=metrics.registry,
+        hold=health.hold,
+    )
 
 
 def run(
@@ -361,6 +400,7 @@ def run(
         removal_confirmations=config.removal_confirmations,
         metrics=metrics,
         health=health,
+        fence=make_fence(config, publisher, metrics, health),
     )
     if config.cleanup:
         try:

@@ -140,6 +140,15 @@ OPTIONS = (
     Option("--cleanup", "AIM_DETECTOR_CLEANUP", _flag, False,
            "remove the labels and annotation this agent wrote (or its NFD file), then exit",
            "publishing", is_switch=True),
+    Option("--fence-peer-node", "AIM_DETECTOR_FENCE_PEER_NODE", str, None,
+           "another Node on which the node fence's proof also checks that this agent may not "
+           "write (node mode; the agent cannot list Nodes, so by default none is checked)",
+           "publishing", metavar="NAME"),
+    Option("--waive-node-fence", "AIM_DETECTOR_WAIVE_NODE_FENCE", _flag, False,
+           "report ready without proving that the admission policy confines this agent to "
+           "its own labels on its own Node (clusters that cannot run the policy; logged and "
+           "exported as aim_detector_node_fence{state=\"waived\"})",
+           "publishing", is_switch=True),
     # running
     Option("--once", "AIM_DETECTOR_ONCE", _flag, False,
            "run one cycle and exit", "running", is_switch=True),
@@ -281,6 +290,8 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
         cleanup=args.cleanup,
         metrics_address=args.metrics_address,
         metrics_port=args.metrics_port,
+        waive_node_fence=args.waive_node_fence,
+        fence_peer_node=args.fence_peer_node,
     )
 
 

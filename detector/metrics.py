@@ -160,6 +160,7 @@ class Health:
         self._stopped = False
         self._published_once = False
         self._unready_reason = "no cycle has completed yet"
+        self._holds: dict[str, str] = {}
 
     def cycle_done(self, probe_errors: Mapping[str, str], publish_error: str | None) -> None:
         with self._lock:
@@ -172,6 +173,15 @@ class Health:
             elif not self._published_once:
                 reasons.append("labels not published yet")
             self._unready_reason = "; ".join(reasons)
+
+    def hold(self, name: str, reason: str | None) -> None:
+        """Keep readiness down for ``name`` while ``reason`` is set; None releases it (the node
+        fence holds readiness until it is proven, detector/fence.py)."""
+        with self._lock:
+            if reason is None:
+                self._holds.pop(name, None)
+            else:
+                self._holds[name] = reason
 
     def stopped(self) -> None:
         with self._lock:
@@ -190,8 +200,9 @@ class Health:
         with self._lock:
             if self._stopped:
                 return False, "the loop has stopped"
-            if self._unready_reason:
-                return False, self._unready_reason
+            reasons = [*self._holds.values(), *filter(None, [self._unready_reason])]
+            if reasons:
+                return False, "; ".join(reasons)
             return True, "ok"
 
 

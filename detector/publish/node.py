@@ -138,6 +138,11 @@ class NodePublisher:
     def cleanup(self) -> bool:
         return self.publish({})
 
+    def dry_run_patch(self, node_name: str, patch: Mapping[str, Any]) -> None:
+        """One merge patch of Node ``node_name`` with ``dryRun=All``: admission runs, nothing is
+        stored (the node fence's proof, detector/fence.py). No retries; raises ApiCallError."""
+        self._call_once("PATCH", patch, node_name=node_name, dry_run=True)
+
     # -- HTTP ----------------------------------------------------------------------------
 
     def _get_metadata(self) -> dict[str, Any]:
@@ -170,22 +175,32 @@ class NodePublisher:
                     raise
                 retry += 1
 
-    def _call_once(self, method: str, body: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _call_once(
+        self,
+        method: str,
+        body: Mapping[str, Any] | None,
+        *,
+        node_name: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
         query: list[tuple[str, str]] | None = None
         if body is not None:
             headers["Content-Type"] = MERGE_PATCH
             query = [("fieldManager", FIELD_MANAGER)]
+            if dry_run:
+                query.append(("dryRun", "All"))
+        node = node_name or self.node_name
         request = self._api.param_serialize(
             method=method,
             resource_path=_NODE_PATH,
-            path_params={"name": self.node_name},
+            path_params={"name": node},
             query_params=query,
             header_params=headers,
             body=dict(body) if body is not None else None,
             auth_settings=["BearerToken"],
         )
-        what = f"{method} node {self.node_name}"
+        what = f"{method} node {node}" + (" (dry run)" if dry_run else "")
         try:
             response = self._api.call_api(*request, _request_timeout=self._timeout)
             data: bytes = response.read()  # type: ignore[no-untyped-call]
