@@ -14,6 +14,19 @@ get wrong:
 - the base image's Python satisfies ``requires-python``; the final stage runs as a numeric,
   non-root user.
 
+And its provenance (issue 12):
+
+- every base image is pinned by digest (``@sha256:`` and 64 hex digits), with a comment above
+  that names the tag it was resolved from;
+- the build tool (uv) is installed by pip with ``--require-hashes`` and ``--only-binary=:all:``,
+  from sha256 build arguments that are real sha256 digests;
+- the final stage carries the OCI labels ``org.opencontainers.image.source``, ``revision`` and
+  ``version`` from build arguments; ``VERSION`` defaults to ``pyproject.toml``'s version and the
+  build refuses an empty ``REVISION`` or ``SOURCE``;
+- the final (runtime) stage installs nothing (no pip, uv or package manager run), copies only
+  the virtual environment from the build stage, and removes pip, failing if it can still be
+  imported.
+
 Exit status 1 and one line per problem when something is off.
 """
 
@@ -230,6 +243,158 @@ def _check_stages(instructions: list[Instruction]) -> list[str]:
     return problems
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PINNED = re.compile(r"^(?P<ref>[^@\s]+)@sha256:(?P<digest>[0-9a-f]{64})$")
+_INSTALLERS = (
+    "pip install",
+    "uv ",
+    "uv\t",
+    "apt-get",
+    "apt ",
+    "apk ",
+    "dnf ",
+    "yum ",
+    "curl ",
+    "wget ",
+)
+
+
+def _stages(instructions: list[Instruction]) -> list[list[Instruction]]:
+    """Instructions grouped by build stage (each list starts with its FROM)."""
+    stages: list[list[Instruction]] = []
+    for inst in instructions:
+        if inst.command == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append(inst)
+    return stages
+
+
+def _expand(value: str, args: dict[str, str]) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), value)
+
+
+def _comment_above(text: str, line: int) -> str:
+    """The comment block right above (1-based) ``line``."""
+    lines = text.splitlines()[: line - 1]
+    block: list[str] = []
+    for raw in reversed(lines):
+        if not raw.strip().startswith("#"):
+            break
+        block.append(raw.strip().lstrip("#").strip())
+    return " ".join(reversed(block))
+
+
+def _check_base_pinned(text: str, instructions: list[Instruction]) -> list[str]:
+    problems = []
+    args = _arg_defaults(instructions)
+    stage_names: set[str] = set()
+    for inst in instructions:
+        if inst.command != "FROM":
+            continue
+        words = inst.arguments.split()
+        image = _expand(words[0], args)
+        if image not in stage_names:
+            pinned = _PINNED.match(image)
+            if not pinned:
+                problems.append(
+                    f"Dockerfile:{inst.line}: FROM {words[0]} ({image}) is not pinned by digest "
+                    "(name:tag@sha256:<64 hex digits>)"
+                )
+        if len(words) >= 3 and words[1].upper() == "AS":
+            stage_names.add(words[2])
+    for inst in instructions:
+        name, _, value = inst.arguments.partition("=")
+        if inst.command != "ARG" or "=" not in inst.arguments:
+            continue
+        pinned = _PINNED.match(value.strip().strip('"'))
+        if pinned and f"tag {pinned.group('ref')}" not in _comment_above(text, inst.line):
+            problems.append(
+                f"Dockerfile:{inst.line}: ARG {name.strip()} pins a digest; the comment above "
+                f"must name the tag it was resolved from (`tag {pinned.group('ref')}`)"
+            )
+    return problems
+
+
+def _check_build_tool_pinned(instructions: list[Instruction]) -> list[str]:
+    problems = []
+    args = _arg_defaults(instructions)
+    hashes = {k: v for k, v in args.items() if k.startswith("UV_SHA256")}
+    if not hashes:
+        problems.append("Dockerfile: no UV_SHA256_* build argument pins uv's wheels by hash")
+    for name, value in sorted(hashes.items()):
+        if not _SHA256.fullmatch(value):
+            problems.append(f"Dockerfile: {name}={value!r} is not a sha256 digest")
+    installs = [i for i in instructions if i.command == "RUN" and "pip install" in i.arguments]
+    if not installs:
+        problems.append("Dockerfile: uv is not installed with pip (by hash)")
+    for inst in installs:
+        for flag in ("--require-hashes", "--only-binary=:all:"):
+            if flag not in inst.arguments:
+                problems.append(f"Dockerfile:{inst.line}: `pip install` without {flag}")
+        for name in hashes:
+            if name not in inst.arguments:
+                problems.append(f"Dockerfile:{inst.line}: `pip install` does not use {name}")
+    return problems
+
+
+def _check_provenance_labels(instructions: list[Instruction], version: str | None) -> list[str]:
+    problems = []
+    stages = _stages(instructions)
+    final = stages[-1] if stages else []
+    labels: dict[str, str] = {}
+    for inst in final:
+        if inst.command == "LABEL":
+            for word in shlex.split(inst.arguments):
+                key, _, value = word.partition("=")
+                labels[key] = value
+    for key, arg in (("source", "SOURCE"), ("revision", "REVISION"), ("version", "VERSION")):
+        label = f"org.opencontainers.image.{key}"
+        if label not in labels:
+            problems.append(f"Dockerfile: the final stage has no LABEL {label}")
+        elif not re.fullmatch(rf"\$\{{?{arg}\}}?", labels[label]):
+            problems.append(f"Dockerfile: LABEL {label} must come from the build argument {arg}")
+    final_args = _arg_defaults(final)
+    if version and final_args.get("VERSION") != version:
+        problems.append(
+            f"Dockerfile: ARG VERSION={final_args.get('VERSION')} differs from pyproject.toml's "
+            f"version {version}"
+        )
+    run_text = "\n".join(i.arguments for i in instructions if i.command == "RUN")
+    for arg in ("REVISION", "SOURCE"):
+        if f'-z "${arg}"' not in run_text:
+            problems.append(f"Dockerfile: the build does not refuse an empty {arg}")
+    return problems
+
+
+def _check_runtime_stage(instructions: list[Instruction]) -> list[str]:
+    problems: list[str] = []
+    stages = _stages(instructions)
+    if len(stages) < 2:
+        return problems  # _check_stages reports it
+    final = stages[-1]
+    for inst in final:
+        if inst.command == "RUN" and any(tool in inst.arguments for tool in _INSTALLERS):
+            problems.append(
+                f"Dockerfile:{inst.line}: the runtime stage installs something "
+                "(only the build stage may)"
+            )
+        if inst.command in {"COPY", "ADD"}:
+            sources, from_stage = _copy_sources(inst)
+            if not from_stage or sources != ["/opt/aim"]:
+                problems.append(
+                    f"Dockerfile:{inst.line}: the runtime stage may copy only the virtual "
+                    "environment (/opt/aim) from the build stage"
+                )
+    run_text = "\n".join(i.arguments for i in final if i.command == "RUN")
+    if "pip uninstall" not in run_text or 'python -c "import pip"' not in run_text:
+        problems.append(
+            "Dockerfile: the runtime stage must remove pip and fail the build if it can still "
+            'be imported (python -c "import pip")'
+        )
+    return problems
+
+
 def final_user(root: Path = ROOT) -> tuple[int, int] | None:
     """The numeric ``(uid, gid)`` the image runs as, or None when not numeric."""
     instructions = parse_dockerfile((root / "Dockerfile").read_text())
@@ -296,6 +461,12 @@ def check(root: Path = ROOT) -> list[str]:
             problems.append(f"Dockerfile: --extra {extra} is not an extra in pyproject.toml")
         if not re.search(rf"marker = \"extra == '{re.escape(extra)}'\"", lock):
             problems.append(f"Dockerfile: --extra {extra} is not in uv.lock (re-lock)")
+
+    text = dockerfile.read_text()
+    problems += _check_base_pinned(text, instructions)
+    problems += _check_build_tool_pinned(instructions)
+    problems += _check_provenance_labels(instructions, project.get("version"))
+    problems += _check_runtime_stage(instructions)
 
     base = args.get("BASE_IMAGE") or next(
         (i.arguments.split()[0] for i in instructions if i.command == "FROM"), ""

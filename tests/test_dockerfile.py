@@ -143,3 +143,69 @@ def test_unknown_extra_and_old_python_are_reported(project):
     problems = check(project)
     assert any("--extra rocm is not an extra in pyproject.toml" in p for p in problems)
     assert any("does not satisfy requires-python" in p for p in problems)
+
+
+# --- Provenance (issue 12) -------------------------------------------------------------------
+
+BASE_DIGEST = "9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7"
+
+
+def test_base_is_pinned_by_digest_with_its_tag_in_a_comment():
+    text = (ROOT / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE=python:3.11-slim@sha256:{BASE_DIGEST}\n" in text
+    assert "# tag python:3.11-slim (" in text
+    froms = [i for i in parse_dockerfile(text) if i.command == "FROM"]
+    assert [i.arguments for i in froms] == ["${BASE_IMAGE} AS build", "${BASE_IMAGE} AS runtime"]
+
+
+def test_a_floating_base_is_reported(project):
+    _edit(project, f"python:3.11-slim@sha256:{BASE_DIGEST}", "python:3.11-slim")
+    assert any("is not pinned by digest" in p for p in check(project))
+
+
+def test_a_digest_without_its_tag_in_a_comment_is_reported(project):
+    _edit(project, "# tag python:3.11-slim (", "# (")
+    assert any("must name the tag it was resolved from" in p for p in check(project))
+
+
+def test_another_unpinned_stage_is_reported(project):
+    _edit(project, "FROM ${BASE_IMAGE} AS runtime", "FROM debian:trixie-slim AS runtime")
+    assert any("FROM debian:trixie-slim" in p and "not pinned" in p for p in check(project))
+
+
+def test_uv_must_be_installed_by_hash(project):
+    _edit(project, "--require-hashes --only-binary=:all: ", "")
+    problems = check(project)
+    assert any("without --require-hashes" in p for p in problems)
+    assert any("without --only-binary=:all:" in p for p in problems)
+
+
+def test_a_malformed_uv_hash_is_reported(project):
+    _edit(project, "ARG UV_SHA256_ARM64=0b3e8b1a", "ARG UV_SHA256_ARM64=0b3e8b1")
+    assert any("UV_SHA256_ARM64" in p and "not a sha256 digest" in p for p in check(project))
+
+
+def test_provenance_labels_are_required(project):
+    _edit(project, '      org.opencontainers.image.revision="${REVISION}" \\\n', "")
+    _edit(project, "ARG VERSION=0.1.0", "ARG VERSION=0.0.9")
+    _edit(project, '[ -z "$SOURCE" ]', '[ -z "" ]')
+    problems = check(project)
+    assert "Dockerfile: the final stage has no LABEL org.opencontainers.image.revision" in problems
+    assert any(
+        "ARG VERSION=0.0.9 differs from pyproject.toml's version 0.1.0" in p for p in problems
+    )
+    assert "Dockerfile: the build does not refuse an empty SOURCE" in problems
+
+
+def test_a_runtime_stage_that_installs_or_keeps_pip_is_reported(project):
+    _edit(
+        project,
+        "COPY --from=build /opt/aim /opt/aim",
+        "COPY --from=build /opt/aim /opt/aim\nCOPY --from=build /src /src\n"
+        "RUN pip install --no-cache-dir debugpy",
+    )
+    _edit(project, "RUN python -m pip uninstall --yes pip setuptools wheel \\", "RUN true \\")
+    problems = check(project)
+    assert any("the runtime stage installs something" in p for p in problems)
+    assert any("may copy only the virtual environment" in p for p in problems)
+    assert any("must remove pip" in p for p in problems)
