@@ -10,28 +10,18 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from detector.labels import LABEL_PREFIX
-from tests.conftest import KUBE_APISERVER, Kube, SharedPlane, open_kube
+from tests.conftest import Kube
 from tests.controlplane.plane import ControlPlane
 from tests.controlplane.users import pod_on_node, service_account_token
 
 FOREIGN_LABEL = "example.com/not-the-detectors"
 OWN_LABEL = LABEL_PREFIX + "MI300X"
 POLICY_DENIAL = "ValidatingAdmissionPolicy 'aim-detector-own-node-labels'"
-
-
-def real_kube(tmp_path: Path, shared: SharedPlane) -> Iterator[Kube]:
-    """The suite's own kube-apiserver, reset after the test (skips on AIM_TEST_KUBECONFIG:
-    tokens come from the suite's own service-account issuer)."""
-    with open_kube(tmp_path, KUBE_APISERVER, shared) as k:
-        k.require_plane()
-        yield k
 
 
 def install(kube: Kube, objects: list[dict[str, Any]]) -> None:

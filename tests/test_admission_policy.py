@@ -56,7 +56,6 @@ from tests.fence_support import (
     detector_token,
     dry_run_label,
     install,
-    real_kube,
     validation_failures,
     wait_for_policy,
 )
@@ -806,11 +805,6 @@ def test_the_checker_catches_a_kustomize_mixup_of_two_copies(tmp_path):
 # --- On a real kube-apiserver -----------------------------------------------------------------
 
 
-@pytest.fixture
-def real(tmp_path, shared_plane):
-    yield from real_kube(tmp_path, shared_plane)
-
-
 def _real_variants(tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
     return {
         "default": render(ROOT / VARIANTS["default"]),
@@ -822,13 +816,13 @@ def _real_variants(tmp_path: Path) -> dict[str, list[dict[str, Any]]]:
 @pytest.mark.cluster
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["default", "mixed", "namespace"])
-def test_fence_holds_on_kube_apiserver(real, tmp_path, variant):
+def test_fence_holds_on_kube_apiserver(real_kube, tmp_path, variant):
     """Install the rendered variant, then act as each of its detectors with a real token bound
     to a pod on gpu-1: its own labels on gpu-1 are admitted; a foreign label on gpu-1, or its
     own label on gpu-2, is refused by the policy and recorded in the audit log."""
-    plane = real.require_plane()
+    plane = real_kube.require_plane()
     objects = _real_variants(tmp_path)[variant]
-    install(real, objects)
+    install(real_kube, objects)
     for node in ("gpu-1", "gpu-2"):
         add_node(plane, node)
     detectors = detector_daemonsets(objects)

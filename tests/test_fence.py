@@ -47,7 +47,6 @@ from tests.fence_support import (
     add_node,
     dry_run_label,
     install,
-    real_kube,
     wait_for_policy,
 )
 from tests.hosttrees import build_host, expected_labels
@@ -224,11 +223,6 @@ def test_the_agent_runs_the_fence_in_node_mode_loops_only():
 # --- The real detector on a real kube-apiserver ---------------------------------------------
 
 
-@pytest.fixture
-def real(tmp_path, shared_plane):
-    yield from real_kube(tmp_path, shared_plane)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -308,9 +302,9 @@ def _node_labels(plane: Any) -> dict[str, str]:
     return dict(node["metadata"].get("labels") or {})
 
 
-def _install_bundle(real: Any) -> Any:
-    plane = real.require_plane()
-    install(real, render(ROOT / "daemonset"))
+def _install_bundle(real_kube: Any) -> Any:
+    plane = real_kube.require_plane()
+    install(real_kube, render(ROOT / "daemonset"))
     for node in ("gpu-1", "gpu-2"):
         add_node(plane, node)
     return plane
@@ -318,8 +312,8 @@ def _install_bundle(real: Any) -> Any:
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_detector_proves_the_fence_and_reports_ready(real, tmp_path):
-    plane = _install_bundle(real)
+def test_detector_proves_the_fence_and_reports_ready(real_kube, tmp_path):
+    plane = _install_bundle(real_kube)
     pod = pod_on_node(plane, "aim-detector", "aim-detector", "gpu-1", "fence-check")
     token = service_account_token(plane, "aim-detector", "aim-detector", bound_pod=pod)
     wait_for_policy(plane, token, "gpu-1")
@@ -337,12 +331,12 @@ def test_detector_proves_the_fence_and_reports_ready(real, tmp_path):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_without_the_policy_the_detector_labels_but_refuses_readiness(real, tmp_path):
+def test_without_the_policy_the_detector_labels_but_refuses_readiness(real_kube, tmp_path):
     """The binding is gone (or never applied: an older cluster, a broken overlay): the detector
     still publishes its own labels, but /readyz stays 503 with the reason, the metric says
     open, and the log says why."""
-    plane = _install_bundle(real)
-    real.kubectl("delete", "validatingadmissionpolicybinding", "aim-detector-own-node-labels")
+    plane = _install_bundle(real_kube)
+    real_kube.kubectl("delete", "validatingadmissionpolicybinding", "aim-detector-own-node-labels")
     pod = pod_on_node(plane, "aim-detector", "aim-detector", "gpu-1", "fence-check")
     token = service_account_token(plane, "aim-detector", "aim-detector", bound_pod=pod)
     deadline = time.monotonic() + 20
@@ -368,9 +362,9 @@ def test_without_the_policy_the_detector_labels_but_refuses_readiness(real, tmp_
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_waiving_the_fence_reports_ready_loudly(real, tmp_path):
-    plane = _install_bundle(real)
-    real.kubectl("delete", "validatingadmissionpolicybinding", "aim-detector-own-node-labels")
+def test_waiving_the_fence_reports_ready_loudly(real_kube, tmp_path):
+    plane = _install_bundle(real_kube)
+    real_kube.kubectl("delete", "validatingadmissionpolicybinding", "aim-detector-own-node-labels")
     detector = Detector(plane, tmp_path, "--waive-node-fence")
     try:
         detector.wait_for(lambda: detector.get("/readyz")[0] == 200, "never ready")

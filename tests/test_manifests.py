@@ -48,7 +48,7 @@ from scripts.validate_manifests import (
     structural_problems,
     validate_variant,
 )
-from tests.fence_support import install, real_kube
+from tests.fence_support import install
 from tests.hosttrees import build_host
 
 BIN = Path(sys.executable).parent
@@ -56,12 +56,6 @@ DETECTOR_SA = (DETECTOR_NAMESPACE, "aim-detector")
 MATCHER_SA = (MATCHER_NAMESPACE, "aim-matcher")
 #: The non-root user of the image (Dockerfile USER) that every long-running container runs as.
 AGENT_UID = 65532
-
-
-@pytest.fixture
-def real(tmp_path, shared_plane):
-    """The suite's own kube-apiserver (Pod Security admission, RBAC: the real thing)."""
-    yield from real_kube(tmp_path, shared_plane)
 
 
 @cache
@@ -538,16 +532,16 @@ def test_pod_security_levels_fit_each_namespace(variant):
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_pod_security_is_enforced_on_kube_apiserver(real):
+def test_pod_security_is_enforced_on_kube_apiserver(real_kube):
     """On kube-apiserver's own Pod Security admission: the matcher's pod is admitted in its
     namespace, the same pod with a host path is refused there, and the detector's pod is
     admitted in its own namespace with the "restricted" warning."""
-    install(real, list(bundle("default")))
+    install(real_kube, list(bundle("default")))
 
     def create_pod(namespace: str, spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": "pss-check", "namespace": namespace}, "spec": spec}  # fmt: skip
-        result: subprocess.CompletedProcess[str] = real.kubectl(
+        result: subprocess.CompletedProcess[str] = real_kube.kubectl(
             "create", "--dry-run=server", "-f", "-", input=json.dumps(pod), check=False
         )
         return result
