@@ -75,11 +75,12 @@ def wait_for_policy(plane: ControlPlane, token: str, node: str, timeout: float =
         time.sleep(0.2)
 
 
-def validation_failures(plane: ControlPlane, user: str) -> list[str]:
-    """The policy failures the audit log recorded for `user`'s requests (validationActions
-    Audit: annotation validation.policy.admission.k8s.io/validation_failure)."""
+def validation_failures(plane: ControlPlane, user: str, since: int = 0) -> list[str]:
+    """The policy failures the audit log recorded for `user`'s requests from event number
+    `since` on (validationActions Audit: annotation
+    validation.policy.admission.k8s.io/validation_failure)."""
     found = []
-    for event in plane.audit_events():
+    for event in plane.audit_events()[since:]:
         if (event.get("user") or {}).get("username") != user:
             continue
         raw = (event.get("annotations") or {}).get(

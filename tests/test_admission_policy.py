@@ -821,6 +821,7 @@ def test_fence_holds_on_kube_apiserver(real_kube, tmp_path, variant):
     to a pod on gpu-1: its own labels on gpu-1 are admitted; a foreign label on gpu-1, or its
     own label on gpu-2, is refused by the policy and recorded in the audit log."""
     plane = real_kube.require_plane()
+    since = len(plane.audit_events())
     objects = _real_variants(tmp_path)[variant]
     install(real_kube, objects)
     for node in ("gpu-1", "gpu-2"):
@@ -838,7 +839,7 @@ def test_fence_holds_on_kube_apiserver(real_kube, tmp_path, variant):
         assert status == 403
         assert "counts (digits) or true" in message
         user = f"system:serviceaccount:{namespace}:{account}"
-        failures = validation_failures(plane, user)
+        failures = validation_failures(plane, user, since)
         assert any("bound to" in f for f in failures), failures
     # A kubelet-like write by someone else is untouched by the fence.
     status, _ = plane.request(
