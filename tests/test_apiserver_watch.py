@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client import ApiException
 
-from tests.test_apiserver_client import GROUP, PLURAL, TESTDATA, VERSION, widget
+from tests.test_apiserver_client import GROUP, PLURAL, TESTDATA, VERSION, status_of, widget
 
 
 @pytest.fixture
@@ -102,15 +102,25 @@ def test_watch_410_after_expiry_and_relist_recovers(core, kube):
 
 
 def test_watch_bookmarks(kube, core):
+    """A bookmark tells the watcher of a newer resourceVersion (here, a write to another
+    kind); with nothing new there is nothing to tell, as on kube-apiserver."""
     kube.require_server().bookmark_interval = 0.05
     rv = core.list_node().metadata.resource_version
+    quiet = list(
+        watch.Watch().stream(
+            core.list_node, resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=1
+        )
+    )
+    assert quiet == []
+    newer = core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
     w = watch.Watch()
+    seen = []
     for ev in w.stream(
         core.list_node, resource_version=rv, allow_watch_bookmarks=True, timeout_seconds=10
     ):
-        assert ev["type"] == "BOOKMARK"
-        assert ev["raw_object"]["metadata"]["resourceVersion"] == rv
+        seen.append((ev["type"], ev["raw_object"]["metadata"]["resourceVersion"]))
         w.stop()
+    assert seen == [("BOOKMARK", newer.metadata.resource_version)]
 
 
 def test_watch_timeout_seconds_ends_stream(core, kube):
@@ -203,3 +213,52 @@ def test_custom_object_watch(kube):
     )
     w.stop()
     assert events == [("ADDED", "w"), ("MODIFIED", "w")]
+
+
+def test_watch_from_a_future_resource_version_waits_for_it(core):
+    """kube-apiserver establishes such a watch at once (200) and sends the events past the
+    requested resourceVersion once it gets there; nothing from before, no error."""
+    now = int(core.list_namespaced_config_map("default").metadata.resource_version)
+    future = now + 2
+    got: list[tuple[str, int]] = []
+
+    def watch_it() -> None:
+        stream = watch.Watch().stream(
+            core.list_namespaced_config_map,
+            "default",
+            resource_version=str(future),
+            timeout_seconds=1,
+        )
+        got.extend(
+            (ev["object"].metadata.name, int(ev["object"].metadata.resource_version))
+            for ev in stream
+        )
+
+    t = threading.Thread(target=watch_it)
+    t.start()
+    made = {}
+    for name in ("f1", "f2", "f3"):
+        cm = core.create_namespaced_config_map("default", {"metadata": {"name": name}})
+        made[name] = int(cm.metadata.resource_version)
+    t.join(timeout=10)
+    assert got == [(n, rv) for n, rv in made.items() if rv > future]
+    assert got  # f3 is past `future` whatever else the server wrote meanwhile
+
+
+def test_list_from_a_future_resource_version_times_out(core, kube):
+    if kube.server is not None:
+        kube.server.registry.too_large_wait = 0.2  # kube-apiserver waits 3 s
+    now = int(core.list_namespaced_config_map("default").metadata.resource_version)
+    with pytest.raises(ApiException) as err:
+        core.list_namespaced_config_map("default", resource_version=str(now + 1000))
+    assert err.value.status == 504
+    assert (err.value.headers or {}).get("Retry-After") == "1"
+    body = status_of(err.value)
+    assert body["reason"] == "Timeout"
+    assert body["message"].startswith(
+        f"Timeout: Too large resource version: {now + 1000}, current: "
+    )
+    assert body["details"] == {
+        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+        "retryAfterSeconds": 1,
+    }

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import cel, crds, meta, schema
-from .errors import ApiError
+from . import cel, crds, kinds, meta, schema
+from .errors import ApiError, Cause
 from .resources import ResourceType
+from .validation import FieldError
 
 NAMESPACES = "/namespaces"
 CRDS = "apiextensions.k8s.io/customresourcedefinitions"
@@ -22,8 +23,24 @@ def admit(
 ) -> list[str]:
     """Validate (and for custom resources prune and default) `obj` in place."""
     md = obj["metadata"]
+    if rt.key == kinds.EVENTS and not rt.shares_storage_of:
+        # core/v1 Events: the event checks first and alone, then what every object gets.
+        event = kinds.event_errors(obj, old, strict=False)
+        if event:
+            raise ApiError.invalid(rt.kind, rt.group, md.get("name", ""), _causes(event))
+        causes = _causes(kinds.path_segment_name_errors(md["name"])) if old is None else []
+        causes += meta.metadata_causes(md)
+        if causes:
+            raise ApiError.invalid(rt.kind, rt.group, md.get("name", ""), causes)
+        return []
     causes = meta.name_causes(md["name"], dns_label=rt.key == NAMESPACES) if old is None else []
     causes += meta.metadata_causes(md)
+    if rt.key == kinds.EVENTS:  # events.k8s.io/v1: the strict checks, on the core Event
+        causes += _causes(kinds.event_errors(obj, old, strict=True))
+        if causes:
+            raise ApiError.invalid(rt.kind, "", md.get("name", ""), causes)
+    if rt.key == kinds.LEASES:
+        causes += _causes(kinds.lease_errors(obj))
     warnings: list[str] = []
     if rt.key in ("/configmaps",):
         causes += meta.string_map_causes(obj, "data") + meta.string_map_causes(obj, "binaryData")
@@ -49,11 +66,37 @@ def admit(
         causes += schema.validate(
             obj, sch, "", root=True, old=old if old is not None else schema.NO_OLD
         )
-        if not causes:
-            causes += cel.check(obj, old if old is not None else cel.missing(), sch)
+        if schema.has_rules(sch):
+            # apiextensions' hasBlockingErr: some schema errors leave CEL rules unchecked.
+            if any(c.reason in _BLOCKING for c in causes):
+                causes.append(
+                    Cause(
+                        "<nil>",
+                        "Invalid value: null: some validation rules were not checked because "
+                        "the object was invalid; correct the existing errors to complete "
+                        "validation",
+                    )
+                )
+            else:
+                causes += cel.check(obj, old if old is not None else cel.missing(), sch)
     if causes:
         raise ApiError.invalid(rt.kind, rt.group, md.get("name", ""), causes)
     return warnings
+
+
+_BLOCKING = frozenset(
+    {
+        "FieldValueNotSupported",
+        "FieldValueRequired",
+        "FieldValueTooLong",
+        "FieldValueTooMany",
+        "FieldValueTypeInvalid",
+    }
+)
+
+
+def _causes(errors: list[FieldError]) -> list[Cause]:
+    return [Cause.of(e) for e in errors]
 
 
 def builtin_defaults(rt: ResourceType, obj: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import Any
 
@@ -34,14 +35,30 @@ def api_group(reg: Registry, group: str) -> dict[str, Any] | None:
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)}
 
 
+def storage_version_hash(group: str, version: str, kind: str) -> str:
+    """discovery.StorageVersionHash: 8 bytes of sha256("group/version/kind"), base64."""
+    digest = hashlib.sha256(f"{group}/{version}/{kind}".encode()).digest()
+    return base64.b64encode(digest[:8]).decode()
+
+
+def _verbs(rt: ResourceType) -> list[str]:
+    """In kube-apiserver's order: sorted for built-ins (Namespaces have no deletecollection),
+    the apiextensions handler's own order for custom resources."""
+    if rt.is_custom:
+        return ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"]
+    if rt.key == "/namespaces":
+        return [v for v in ALL_VERBS if v != "deletecollection"]
+    return list(ALL_VERBS)
+
+
 def _entries(rt: ResourceType) -> list[dict[str, Any]]:
     main: dict[str, Any] = {
         "name": rt.plural,
         "singularName": rt.singular,
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": list(ALL_VERBS),
-        "storageVersionHash": hashlib.sha256(rt.key.encode()).hexdigest()[:12],
+        "verbs": _verbs(rt),
+        "storageVersionHash": storage_version_hash(rt.group, rt.storage_version, rt.kind),
     }
     if rt.short_names:
         main["shortNames"] = list(rt.short_names)

@@ -40,8 +40,19 @@ def to_core(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# events.k8s.io/v1 fields its JSON omits when empty (the others show as null or {}).
+_OMIT_EMPTY = ("action", "reportingController", "reportingInstance", "deprecatedCount", "note")
+
+
 def from_core(obj: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": "Event", "apiVersion": "events.k8s.io/v1"}
+    out: dict[str, Any] = {
+        "kind": "Event",
+        "apiVersion": "events.k8s.io/v1",
+        "eventTime": None,
+        "deprecatedSource": {},
+        "deprecatedFirstTimestamp": None,
+        "deprecatedLastTimestamp": None,
+    }
     for key in _SAME:
         if key in obj:
             out[key] = obj[key]
@@ -50,4 +61,7 @@ def from_core(obj: dict[str, Any]) -> dict[str, Any]:
             out[new] = obj[old]
     if obj.get("source"):
         out["deprecatedSource"] = obj["source"]
+    for key in _OMIT_EMPTY:
+        if not out.get(key):
+            out.pop(key, None)
     return out

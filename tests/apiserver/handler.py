@@ -237,6 +237,8 @@ class Handler(BaseHTTPRequestHandler):
                     status["details"]["group"] = rt.group
                 self._send_json(200, status)
         elif verb == "deletecollection":
+            if rt.key == "/namespaces":  # kube-apiserver serves no deletecollection for them
+                raise ApiError.method_not_allowed()
             reg.delete_collection(rt, ns, self.query)
             self._send_json(
                 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}

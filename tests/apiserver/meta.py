@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from . import validation
 from .errors import Cause
-from .selectors import label_key_error, label_value_error
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the apiserver's generateName alphabet
 
 # Server-owned metadata a client cannot set.
@@ -32,64 +29,58 @@ def generate_name(prefix: str) -> str:
 
 
 def name_causes(name: str, dns_label: bool) -> list[Cause]:
-    if dns_label:
-        if len(name) > 63 or not _LABEL.match(name):
-            return [
-                Cause(
-                    "metadata.name",
-                    f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower '
-                    "case alphanumeric characters or '-', and must start and end with an "
-                    "alphanumeric character",
-                )
-            ]
-        return []
-    if len(name) > 253 or not _SUBDOMAIN.match(name):
-        return [
-            Cause(
-                "metadata.name",
-                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower '
-                "case alphanumeric characters, '-' or '.', and must start and end with an "
-                "alphanumeric character",
-            )
-        ]
-    return []
+    """ValidateObjectMeta's name check: one cause per failed rule."""
+    msgs = validation.is_dns1123_label(name) if dns_label else validation.is_dns1123_subdomain(name)
+    return [Cause.of(validation.invalid("metadata.name", name, m)) for m in msgs]
 
 
 def metadata_causes(meta: dict[str, Any]) -> list[Cause]:
-    causes: list[Cause] = []
+    """ValidateLabels and ValidateAnnotations, worded as kube-apiserver words them."""
+    errors: list[validation.FieldError] = []
     labels = meta.get("labels") or {}
     if not isinstance(labels, dict):
         return [Cause("metadata.labels", "Invalid value: must be a map of strings")]
     for key, value in labels.items():
-        if err := label_key_error(key):
-            causes.append(Cause("metadata.labels", f'Invalid value: "{key}": {err}'))
+        errors += [
+            validation.invalid("metadata.labels", key, m) for m in validation.is_qualified_name(key)
+        ]
         if not isinstance(value, str):
-            causes.append(Cause(f"metadata.labels[{key}]", "Invalid value: must be a string"))
-        elif err := label_value_error(value):
-            causes.append(Cause("metadata.labels", f'Invalid value: "{value}": {err}'))
+            errors.append(validation.invalid(f"metadata.labels[{key}]", value, "must be a string"))
+        else:
+            errors += [
+                validation.invalid("metadata.labels", value, m)
+                for m in validation.is_valid_label_value(value)
+            ]
     annotations = meta.get("annotations") or {}
     if not isinstance(annotations, dict):
-        return [*causes, Cause("metadata.annotations", "Invalid value: must be a map of strings")]
+        return [Cause.of(e) for e in errors] + [
+            Cause("metadata.annotations", "Invalid value: must be a map of strings")
+        ]
     total = 0
     for key, value in annotations.items():
-        if err := label_key_error(key):
-            causes.append(Cause("metadata.annotations", f'Invalid value: "{key}": {err}'))
+        errors += [
+            validation.invalid("metadata.annotations", key, m)
+            for m in validation.is_qualified_name(key.lower())
+        ]
         if not isinstance(value, str):
-            causes.append(Cause(f"metadata.annotations[{key}]", "Invalid value: must be a string"))
+            errors.append(
+                validation.invalid(f"metadata.annotations[{key}]", value, "must be a string")
+            )
         else:
-            total += len(key) + len(value)
+            total += len(key.encode()) + len(value.encode())
     if total > 256 * 1024:
-        causes.append(
-            Cause(
-                "metadata.annotations",
-                f"Too long: must have at most {256 * 1024} bytes",
+        errors.append(
+            validation.FieldError(
                 "FieldValueTooLong",
+                "metadata.annotations",
+                detail=f"may not be more than {256 * 1024} bytes",
             )
         )
-    return causes
+    return [Cause.of(e) for e in errors]
 
 
 def string_map_causes(obj: dict[str, Any], key: str) -> list[Cause]:
+    """ConfigMap data/binaryData: keys as ValidateConfigMap checks them."""
     data = obj.get(key)
     if data is None:
         return []
@@ -97,8 +88,12 @@ def string_map_causes(obj: dict[str, Any], key: str) -> list[Cause]:
         return [
             Cause(key, f'Invalid value: "{type(data).__name__}": {key} must be a map of strings')
         ]
-    return [
-        Cause(f"{key}[{k}]", "Invalid value: must be a string")
-        for k, v in data.items()
-        if not isinstance(v, str)
-    ]
+    causes: list[Cause] = []
+    for k, v in data.items():
+        causes += [
+            Cause.of(validation.invalid(f"{key}[{k}]", k, m))
+            for m in validation.is_config_map_key(k)
+        ]
+        if not isinstance(v, str):
+            causes.append(Cause(f"{key}[{k}]", "Invalid value: must be a string"))
+    return causes

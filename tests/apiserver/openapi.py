@@ -1,12 +1,16 @@
 """A minimal OpenAPI v3 surface: enough for kubectl to see that the server supports the
 `fieldValidation` query parameter (so `kubectl apply/create` validate server-side), and to
-find each custom resource's schema (`kubectl explain`). Built-ins carry no schemas, so kubectl
-falls back to its compiled-in strategic-merge metadata for them."""
+find each custom resource's schema (`kubectl explain`, metadata included, from the meta.k8s.io
+schemas recorded from kube-apiserver). Built-ins carry no schemas, so kubectl falls back to
+its compiled-in strategic-merge metadata for them and validates nothing client-side."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .registry import Registry
@@ -34,6 +38,26 @@ def root(reg: Registry) -> dict[str, Any]:
 def _schema_name(rt: ResourceType, version: str) -> str:
     rev = ".".join(reversed(rt.group.split("."))) if rt.group else "io.k8s.api.core"
     return f"{rev}.{version}.{rt.kind}"
+
+
+@functools.cache
+def _meta() -> dict[str, Any]:
+    return dict(
+        json.loads((Path(__file__).parent / "testdata" / "openapi_meta_v1.json").read_text())
+    )
+
+
+def _published(schema: Mapping[str, Any], gvk: dict[str, str]) -> dict[str, Any]:
+    """A CRD's schema as kube-apiserver publishes it: apiVersion and kind described, and
+    metadata a reference to ObjectMeta (so that `kubectl explain <kind>.metadata` works)."""
+    meta = _meta()
+    props = dict(schema.get("properties") or {})
+    props.update(apiVersion=meta["apiVersion"], kind=meta["kind"], metadata=meta["metadata"])
+    return {
+        **schema,
+        "properties": props,
+        "x-kubernetes-group-version-kind": [gvk],
+    }
 
 
 def gv_document(reg: Registry, group: str, version: str) -> dict[str, Any] | None:
@@ -75,10 +99,8 @@ def gv_document(reg: Registry, group: str, version: str) -> dict[str, Any] | Non
         paths[base] = {"post": post}
         schema = rt.schemas.get(version) if rt.is_custom else None
         if schema:
-            schemas[_schema_name(rt, version)] = {
-                **schema,
-                "x-kubernetes-group-version-kind": [gvk],
-            }
+            schemas[_schema_name(rt, version)] = _published(schema, gvk)
+            schemas.update(_meta()["schemas"])
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": "v1.32.0"},

@@ -32,7 +32,7 @@ def json_patch(target: Any, ops: Any) -> Any:
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         # The API server answers a failed `test` or a missing path with 422.
         raise ApiError(
-            422, "Invalid", f"the server rejected our request due to an error in our request: {exc}"
+            422, "Invalid", "the server rejected our request due to an error in our request", {}
         ) from exc
     except (TypeError, KeyError, ValueError) as exc:
         raise ApiError.bad_request(f"invalid json patch: {exc}") from exc

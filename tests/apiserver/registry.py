@@ -9,6 +9,7 @@ import copy
 import json
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,13 +17,14 @@ from typing import Any
 
 import yaml
 
-from . import admission, crds, events, meta, schema
+from . import admission, crds, events, kinds, meta, schema
 from .apply import Path, applied_paths, apply
 from .errors import ApiError, Cause
 from .patch import json_patch, merge_patch, strategic_merge_patch
 from .resources import ResourceType, builtin_types
 from .selectors import labels_match, parse_field_selector, parse_label_selector
 from .store import Entry, Key, Store
+from .validation import FieldError, forbidden, invalid, required
 
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 NAMESPACES = admission.NAMESPACES
@@ -52,8 +54,11 @@ class _Snapshot:
 # whose snapshot is gone gets 410 Expired, as kube-apiserver answers after etcd compaction.
 SNAPSHOTS = 64
 CONTINUE_EXPIRED = (
-    "The provided continue parameter is too old to display a consistent list result. "
-    "You can start a new list without the continue parameter."
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted between "
+    "the time the first chunk was returned and now may show up in the list."
 )
 
 
@@ -74,6 +79,9 @@ class Registry:
         self._owned: dict[tuple[str, str], frozenset[Path]] = {}
         self._snap_lock = threading.Lock()
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        #: How long a list "not older than" a future resourceVersion waits before its 504
+        #: (kube-apiserver's watch cache waits 3 s).
+        self.too_large_wait = 3.0
         for rt in builtin_types():
             self.register(rt)
         for ns in DEFAULT_NAMESPACES:
@@ -153,6 +161,8 @@ class Registry:
             rt.kind,
             events_v1=bool(rt.shares_storage_of),
             extra=rt.selectable_fields,
+            custom=rt.is_custom,
+            namespaced=rt.namespaced,
         )
         try:
             limit = int(query.get("limit") or 0)
@@ -160,6 +170,18 @@ class Registry:
             raise ApiError.bad_request(f"invalid limit: {query.get('limit')!r}") from exc
         snap: _Snapshot | None = None
         start = 0
+        wanted = query.get("resourceVersion") or ""
+        if wanted not in ("", "0") and not query.get("continue"):
+            if not wanted.isdigit():
+                raise ApiError(
+                    500,
+                    "",
+                    f'resourceVersion: Invalid value: "{wanted}": strconv.ParseUint: parsing '
+                    f'"{wanted}": invalid syntax',
+                )
+            too_large = self.wait_for_resource_version(int(wanted), self.too_large_wait)
+            if too_large is not None:
+                raise too_large
         if query.get("continue"):
             token_rv, start_key, snap_id = _decode_continue(query["continue"])
             with self.store.lock:
@@ -168,8 +190,15 @@ class Registry:
                 snap = self._snapshots.get(snap_id)
                 if snap is not None:
                     self._snapshots.move_to_end(snap_id)
-            if token_rv < oldest or snap is None or snap.rv != token_rv:
-                raise ApiError.gone(CONTINUE_EXPIRED)
+            if token_rv == -1:  # the inconsistent continuation a 410 offers: from now on
+                with self.store.lock:
+                    pairs = self.store.items(rt.key, ns)
+                    rv = self.store.rv
+                snap = _Snapshot("", rt.key, ns, rv, [k for k, _ in pairs], [e for _, e in pairs])
+            elif token_rv < oldest or snap is None or snap.rv != token_rv:
+                error = ApiError.gone(CONTINUE_EXPIRED)
+                error.metadata = {"continue": _encode_continue(-1, start_key, "")}
+                raise error
             if snap.rkey != rt.key or snap.ns != ns:
                 raise ApiError.bad_request("continue key is not valid: not for this list")
             start = bisect.bisect_right(snap.keys, start_key)
@@ -196,6 +225,32 @@ class Registry:
             return ListResult(page, snap.rv, token, len(entries) - limit)
         return ListResult([self.view(rt, e) for e in entries], snap.rv)
 
+    def wait_for_resource_version(self, rv: int, timeout: float) -> ApiError | None:
+        """Wait until the store reaches `rv` (a list or watch-list "not older than" it); the
+        504 kube-apiserver's watch cache answers after its 3 s wait, or None."""
+        deadline = time.monotonic() + timeout
+        with self.store.cond:
+            while self.store.rv < rv:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return ApiError(
+                        504,
+                        "Timeout",
+                        f"Timeout: Too large resource version: {rv}, current: {self.store.rv}",
+                        details={
+                            "causes": [
+                                {
+                                    "reason": "ResourceVersionTooLarge",
+                                    "message": "Too large resource version",
+                                }
+                            ],
+                            "retryAfterSeconds": 1,
+                        },
+                        headers={"Retry-After": "1"},
+                    )
+                self.store.cond.wait(left)
+        return None
+
     # -- writes --------------------------------------------------------------------------
     def create(
         self,
@@ -208,9 +263,7 @@ class Registry:
         obj = self._decode(rt, body)
         md = obj.setdefault("metadata", {})
         if md.get("resourceVersion"):
-            raise ApiError(
-                500, "InternalError", "resourceVersion should not be set on objects to be created"
-            )
+            raise ApiError(500, "", "resourceVersion should not be set on objects to be created")
         _check_namespace(rt, ns, md)
         if not md.get("name"):
             if md.get("generateName"):
@@ -247,14 +300,18 @@ class Registry:
                 md.pop("namespace", None)
             admission.builtin_defaults(rt, obj)
             warnings = admission.admit(rt, obj, None, query)
+            if rt.has_status and rt.is_custom:
+                # kube-apiserver defaults while decoding the request, then drops status: a
+                # defaulted status is not stored, only shown by every read (see view()).
+                obj.pop("status", None)
             if self.store.get(rt.key, key) is not None:  # storage answers after validation
                 raise ApiError.already_exists(rt.qualified, md["name"])
             if query.get("dryRun") == "All":
-                return WriteResult(obj, True, warnings)
+                return WriteResult(self.view(rt, Entry(obj)).obj, True, warnings)
             md["resourceVersion"] = str(self.store.next_rv())
             entry = self.store.commit(rt.key, key, "ADDED", obj)
             self._after_commit(rt, "ADDED", entry.obj)
-            return WriteResult(entry.obj, True, warnings)
+            return WriteResult(self.view(rt, entry).obj, True, warnings)
 
     def update(
         self,
@@ -265,7 +322,11 @@ class Registry:
         *,
         subresource: str = "",
         query: Mapping[str, str] | None = None,
+        unconditional: bool = False,
     ) -> WriteResult:
+        """PUT. Kinds whose strategy forbids unconditional updates (custom resources, CRDs,
+        Leases) need the object's resourceVersion; `unconditional` lets `ApiServer.seed`
+        through."""
         obj = self._decode(rt, body)
         md = obj.get("metadata") or {}
         if md.get("name") not in (None, name):
@@ -277,6 +338,19 @@ class Registry:
             old = self.store.get(rt.key, (ns or "", name))
             if old is None:
                 raise ApiError.not_found(rt.qualified, name, rt.plural)
+            if not md.get("resourceVersion") and not unconditional and _needs_rv(rt):
+                raise ApiError.invalid(
+                    rt.plural,
+                    rt.group,
+                    name,
+                    [
+                        Cause.of(
+                            invalid(
+                                "metadata.resourceVersion", 0, "must be specified for an update"
+                            )
+                        )
+                    ],
+                )
             return self._replace(rt, ns, old, obj, subresource=subresource, query=query or {})
 
     def patch(
@@ -292,6 +366,11 @@ class Registry:
     ) -> WriteResult:
         query = query or {}
         ptype = content_type.split(";", maxsplit=1)[0].strip()
+        if ptype not in PATCH_TYPES:
+            raise ApiError.unsupported_media_type(ptype)
+        if rt.is_custom and ptype == STRATEGIC:
+            raise ApiError.unsupported_patch_type(CUSTOM_PATCH_TYPES)
+        _check_patch_options(ptype, query)
         try:
             patch = (
                 yaml.safe_load(raw)
@@ -303,11 +382,6 @@ class Registry:
         with self.store.lock:
             old = self.store.get(rt.key, (ns or "", name))
             if ptype == "application/apply-patch+yaml":
-                if not query.get("fieldManager"):
-                    raise ApiError.bad_request(
-                        "PATCH requests with application/apply-patch+yaml must set the "
-                        "fieldManager parameter"
-                    )
                 if not isinstance(patch, dict):
                     raise ApiError.bad_request("apply patch must be an object")
                 owner = query["fieldManager"]
@@ -364,21 +438,11 @@ class Registry:
                 raise ApiError.not_found(rt.qualified, name, rt.plural)
             pre = options.get("preconditions") or {}
             md = old.obj["metadata"]
-            if pre.get("uid") and pre["uid"] != md.get("uid"):
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f"Precondition failed: UID in precondition: {pre['uid']}, "
-                    f"UID in object meta: {md.get('uid')}",
-                )
-            if pre.get("resourceVersion") and pre["resourceVersion"] != md.get("resourceVersion"):
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    "Precondition failed: ResourceVersion in precondition: "
-                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                    f"{md.get('resourceVersion')}",
-                )
+            for what, key in (("UID", "uid"), ("ResourceVersion", "resourceVersion")):
+                if pre.get(key) and pre[key] != md.get(key):
+                    raise ApiError.delete_precondition(
+                        rt.kind, rt.group, name, what=what, wanted=pre[key], have=str(md.get(key))
+                    )
             if (query or {}).get("dryRun") == "All":
                 return old.obj, True
             if md.get("finalizers"):
@@ -437,6 +501,7 @@ class Registry:
         for k, v in body.items():
             if k not in ("kind", "apiVersion", "metadata"):
                 obj[k] = copy.deepcopy(v)
+        kinds.decode(rt.key, rt.kind, obj)
         return obj
 
     def _replace(
@@ -502,7 +567,10 @@ class Registry:
         if query.get("dryRun") == "All":
             return WriteResult(new, False, warnings)
         if md.get("deletionTimestamp") and not md.get("finalizers"):
-            return WriteResult(self._remove(rt, new), False, warnings)
+            # The last finalizer gone: deleted instead of stored, and the answer is the object
+            # at the resourceVersion it had, as kube-apiserver's deleteWithoutFinalizers gives.
+            self._remove(rt, new)
+            return WriteResult(new, False, warnings)
         md["resourceVersion"] = str(self.store.next_rv())
         entry = self.store.commit(rt.key, (ns or "", md["name"]), "MODIFIED", new)
         self._after_commit(rt, "MODIFIED", entry.obj)
@@ -551,6 +619,42 @@ class Registry:
 
     def _crd_type(self) -> ResourceType:
         return self.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+
+
+STRATEGIC = "application/strategic-merge-patch+json"
+CUSTOM_PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+)
+PATCH_TYPES = (
+    "application/apply-patch+yaml",
+    "application/merge-patch+json",
+    STRATEGIC,
+    "application/json-patch+json",
+)
+
+
+def _check_patch_options(ptype: str, query: Mapping[str, str]) -> None:
+    """metav1 validation.ValidatePatchOptions: 422 on the PatchOptions."""
+    errors = []
+    if ptype != "application/apply-patch+yaml":
+        if "force" in query:
+            errors.append(forbidden("force", "may not be specified for non-apply patch"))
+    elif not query.get("fieldManager"):
+        errors.append(required("fieldManager", "is required for apply patch"))
+    manager = query.get("fieldManager", "")
+    if len(manager) > 128:
+        errors.append(
+            FieldError("FieldValueTooLong", "fieldManager", detail="may not be more than 128 bytes")
+        )
+    if errors:
+        raise ApiError.invalid("PatchOptions", "meta.k8s.io", "", [Cause.of(e) for e in errors])
+
+
+def _needs_rv(rt: ResourceType) -> bool:
+    """The kinds whose registry strategy says AllowUnconditionalUpdate() == false."""
+    return rt.is_custom or rt.key in (CRDS, kinds.LEASES)
 
 
 def _check_namespace(rt: ResourceType, ns: str | None, md: dict[str, Any]) -> None:

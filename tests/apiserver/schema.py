@@ -16,6 +16,29 @@ Schema = Mapping[str, Any]
 _ROOT_SKIP = ("apiVersion", "kind", "metadata")
 
 
+_HAS_RULES: dict[int, tuple[Any, bool]] = {}  # id(schema) -> (schema, answer)
+
+
+def has_rules(schema: Any) -> bool:
+    """Does any node of the schema carry x-kubernetes-validations (a CEL validator)?"""
+    cached = _HAS_RULES.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    answer = _has_rules(schema)
+    _HAS_RULES[id(schema)] = (schema, answer)
+    return answer
+
+
+def _has_rules(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        return bool(schema.get("x-kubernetes-validations")) or any(
+            _has_rules(v) for v in schema.values()
+        )
+    if isinstance(schema, list):
+        return any(_has_rules(v) for v in schema)
+    return False
+
+
 def child(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -213,6 +236,7 @@ def _value_checks(value: Any, schema: Schema, path: str) -> list[Cause]:
             )
         )
     if isinstance(value, str):
+        # kube-openapi's string validator reports the first of these that fails, only.
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             causes.append(
                 Cause(
@@ -221,7 +245,7 @@ def _value_checks(value: Any, schema: Schema, path: str) -> list[Cause]:
                     "FieldValueTooLong",
                 )
             )
-        if "minLength" in schema and len(value) < schema["minLength"]:
+        elif "minLength" in schema and len(value) < schema["minLength"]:
             causes.append(
                 Cause(
                     path,
@@ -229,7 +253,7 @@ def _value_checks(value: Any, schema: Schema, path: str) -> list[Cause]:
                     f"{schema['minLength']} chars long",
                 )
             )
-        if "pattern" in schema and not _regex(schema["pattern"]).search(value):
+        elif "pattern" in schema and not _regex(schema["pattern"]).search(value):
             causes.append(
                 Cause(
                     path,
@@ -299,7 +323,11 @@ def _object_checks(
         if key in props:
             causes += validate(val, props[key], child(path, key), old=olds.get(key, NO_OLD))
         elif extra is not None:
-            causes += validate(val, extra, f"{path}[{key}]", old=olds.get(key, NO_OLD))
+            # kube-openapi joins additionalProperties keys with a dot, as if they were fields:
+            # spec.resources.amd.com/gpu (CEL rules say spec.resources[amd.com/gpu]).
+            causes += validate(
+                val, extra, f"{path}.{key}" if path else key, old=olds.get(key, NO_OLD)
+            )
     return causes
 
 

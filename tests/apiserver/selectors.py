@@ -8,46 +8,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
-
-_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
-_NAME_RE = re.compile(rf"^{_NAME}$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
+from .validation import FieldError, aggregate, invalid, is_qualified_name, is_valid_label_value
 
 
 def label_key_error(key: str) -> str | None:
-    """Why `key` is not a valid label/annotation key (None when it is)."""
-    prefix, _, name = key.rpartition("/")
-    if "/" in key and not prefix:
-        return "prefix part must be non-empty"
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
-        return "prefix part must be a lowercase RFC 1123 subdomain"
-    if not name or len(name) > 63 or not _NAME_RE.match(name):
-        return (
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must "
-            "start and end with an alphanumeric character, at most 63 characters"
-        )
-    return None
+    """Why `key` is not a valid label/annotation key (None when it is), as kube-apiserver says."""
+    errs = is_qualified_name(key)
+    return "; ".join(errs) if errs else None
 
 
 def label_value_error(value: str) -> str | None:
-    if value == "":
-        return None
-    if len(value) > 63:
-        return "must be no more than 63 characters"
-    if not _NAME_RE.match(value):
-        return (
-            "a valid label must be an empty string or consist of alphanumeric characters, "
-            "'-', '_' or '.', and must start and end with an alphanumeric character"
-        )
-    return None
+    errs = is_valid_label_value(value)
+    return "; ".join(errs) if errs else None
 
 
 @dataclass(frozen=True)
 class Requirement:
     key: str
-    op: str  # "=", "!=", "in", "notin", "exists", "!", ">", "<"
+    op: str  # "=", "==", "!=", "in", "notin", "exists", "!", ">", "<"
     values: tuple[str, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -58,111 +36,235 @@ class Requirement:
         if self.op == "!":
             return not present
         if self.op in (">", "<"):
-            # Kubernetes: the label must exist and parse as an integer (else no match).
+            # The label must exist and parse as an integer (else no match).
             try:
-                have, want = int(value or ""), int(self.values[0])
+                have, want = _parse_int(value or ""), _parse_int(self.values[0])
             except ValueError:
                 return False
             return have > want if self.op == ">" else have < want
-        if self.op in ("=", "in"):
+        if self.op in ("=", "==", "in"):
             return present and value in self.values
-        # "!=" and "notin" match objects without the key, as Kubernetes does.
+        # "!=" and "notin" match objects without the key.
         return not present or value not in self.values
 
 
-_TOKEN = re.compile(r"\s*(\(|\)|,|!=|==|=|!|>|<|[^\s(),!=<>]+)")
-_INTEGER = re.compile(r"^[-+]?[0-9]+$")
+def _parse_int(text: str) -> int:
+    """strconv.ParseInt(text, 10, 64): an optional sign and decimal digits only."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError(text)
+    n = int(text)
+    if not -(2**63) <= n < 2**63:
+        raise ValueError(text)
+    return n
 
 
-def _tokens(text: str) -> list[str]:
-    out: list[str] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m:
-            raise ApiError.bad_request(f"unable to parse requirement: {text!r}")
-        out.append(m.group(1))
-        pos = m.end()
-        while pos < len(text) and text[pos].isspace():
+# The label selector lexer and parser of k8s.io/apimachinery/pkg/labels (v0.34), token for
+# token, so that odd selectors (`a in ()`, `a in (b,)`, `a=`) select and fail alike.
+_SPECIAL = frozenset("=!(),><")
+_WHITESPACE = frozenset(" \t\r\n")
+_KEYWORDS = {
+    ")": "CLOSE",
+    ",": "COMMA",
+    "!": "NOT",
+    "==": "DOUBLE_EQUALS",
+    "=": "EQUALS",
+    ">": "GT",
+    "in": "IN",
+    "<": "LT",
+    "!=": "NOT_EQUALS",
+    "notin": "NOTIN",
+    "(": "OPEN",
+}
+_OPERATORS = {
+    "IN": "in",
+    "EQUALS": "=",
+    "DOUBLE_EQUALS": "==",
+    "GT": ">",
+    "LT": "<",
+    "NOTIN": "notin",
+    "NOT_EQUALS": "!=",
+}
+_BINARY_OPERATORS = "in, notin, =, ==, !=, gt, lt"
+
+
+class _SelectorError(Exception):
+    pass
+
+
+def _lex(text: str) -> list[tuple[str, str]]:
+    items: list[tuple[str, str]] = []
+    pos, n = 0, len(text)
+    while True:
+        while pos < n and text[pos] in _WHITESPACE:
             pos += 1
-    return out
+        if pos >= n:
+            items.append(("END", ""))
+            return items
+        if text[pos] in _SPECIAL:
+            buf, last, last_pos = "", None, pos
+            while pos < n and text[pos] in _SPECIAL:
+                buf += text[pos]
+                pos += 1
+                if buf in _KEYWORDS:
+                    last, last_pos = buf, pos
+                elif last is not None:
+                    pos -= 1
+                    break
+            if last is None:
+                items.append(("ERROR", f"error expected: keyword found '{buf}'"))
+            else:
+                pos = last_pos
+                items.append((_KEYWORDS[last], last))
+            continue
+        start = pos
+        while pos < n and text[pos] not in _SPECIAL and text[pos] not in _WHITESPACE:
+            pos += 1
+        word = text[start:pos]
+        items.append((_KEYWORDS.get(word, "ID"), word))
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.items = _lex(text)
+        self.pos = 0
+
+    def lookahead(self, values: bool = True) -> tuple[str, str]:
+        tok, lit = self.items[self.pos]
+        return ("ID" if values and tok in ("IN", "NOTIN") else tok), lit
+
+    def consume(self, values: bool = True) -> tuple[str, str]:
+        out = self.lookahead(values)
+        self.pos += 1
+        return out
+
+    def parse(self) -> list[Requirement]:
+        reqs: list[Requirement] = []
+        while True:
+            tok, lit = self.lookahead()
+            if tok in ("ID", "NOT"):
+                try:
+                    reqs.append(self.requirement())
+                except _SelectorError as exc:
+                    raise _SelectorError(f"unable to parse requirement: {exc}") from exc
+                t, lit = self.consume()
+                if t == "END":
+                    return reqs
+                if t == "COMMA":
+                    t2, l2 = self.lookahead()
+                    if t2 not in ("ID", "NOT"):
+                        raise _SelectorError(f"found '{l2}', expected: identifier after ','")
+                else:
+                    raise _SelectorError(f"found '{lit}', expected: ',' or 'end of string'")
+            elif tok == "END":
+                return reqs
+            else:
+                raise _SelectorError(f"found '{lit}', expected: !, identifier, or 'end of string'")
+
+    def requirement(self) -> Requirement:
+        op = ""
+        tok, lit = self.consume()
+        if tok == "NOT":
+            op = "!"
+            tok, lit = self.consume()
+        if tok != "ID":
+            raise _SelectorError(f"found '{lit}', expected: identifier")
+        if errs := is_qualified_name(lit):
+            raise _SelectorError(str(invalid("", lit, "; ".join(errs))))
+        key = lit
+        if op == "!" or self.lookahead()[0] in ("END", "COMMA"):
+            return _requirement(key, op or "exists", [])
+        tok, lit = self.consume(values=False)
+        if tok not in _OPERATORS:
+            raise _SelectorError(f"found '{lit}', expected: {_BINARY_OPERATORS}")
+        op = _OPERATORS[tok]
+        values = self.set_values() if op in ("in", "notin") else self.exact_value()
+        return _requirement(key, op, sorted(values))
+
+    def set_values(self) -> set[str]:
+        tok, lit = self.consume()
+        if tok != "OPEN":
+            raise _SelectorError(f"found '{lit}' expected: '('")
+        tok, lit = self.lookahead()
+        if tok in ("ID", "COMMA"):
+            values = self.identifiers()
+            if self.consume()[0] != "CLOSE":
+                raise _SelectorError(f"found '{lit}', expected: ')'")
+            return values
+        if tok == "CLOSE":  # "()" is the set of the empty string
+            self.consume()
+            return {""}
+        raise _SelectorError(f"found '{lit}', expected: ',', ')' or identifier")
+
+    def identifiers(self) -> set[str]:
+        values: set[str] = set()
+        while True:
+            tok, lit = self.consume()
+            if tok == "ID":
+                values.add(lit)
+                tok2, lit2 = self.lookahead()
+                if tok2 == "COMMA":
+                    continue
+                if tok2 == "CLOSE":
+                    return values
+                raise _SelectorError(f"found '{lit2}', expected: ',' or ')'")
+            if tok == "COMMA":
+                if not values:
+                    values.add("")
+                tok2, _ = self.lookahead()
+                if tok2 == "CLOSE":
+                    values.add("")
+                    return values
+                if tok2 == "COMMA":
+                    self.consume()
+                    values.add("")
+                continue
+            raise _SelectorError(f"found '{lit}', expected: ',', or identifier")
+
+    def exact_value(self) -> set[str]:
+        tok, _ = self.lookahead()
+        if tok in ("END", "COMMA"):
+            return {""}
+        tok, lit = self.consume()
+        if tok == "ID":
+            return {lit}
+        raise _SelectorError(f"found '{lit}', expected: identifier")
+
+
+def _requirement(key: str, op: str, values: list[str]) -> Requirement:
+    """labels.NewRequirement: the value checks, with its error wording."""
+    errs: list[FieldError] = []
+    if op in (">", "<"):
+        if len(values) != 1:
+            errs.append(
+                invalid("values", values, "for 'Gt', 'Lt' operators, exactly one value is required")
+            )
+        for i, v in enumerate(values):
+            try:
+                _parse_int(v)
+            except ValueError:
+                errs.append(
+                    invalid(
+                        f"values[{i}]", v, "for 'Gt', 'Lt' operators, the value must be an integer"
+                    )
+                )
+    for i, v in enumerate(values):
+        if msgs := is_valid_label_value(v):
+            errs.append(invalid(f"values[{i}][{key}]", v, "; ".join(msgs)))
+    if errs:
+        raise _SelectorError(aggregate(errs))
+    return Requirement(key, op, tuple(values))
 
 
 def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
-    """Parse `a=b,c!=d,e in (f,g),h notin (i),j,!k,n>5` into requirements (400 on bad
-    input; `in ()`/`notin ()` too, as Kubernetes requires a non-empty set)."""
-    if not text or not text.strip():
+    """Parse a label selector as kube-apiserver does (400 with its message on bad input).
+    Requirements come sorted by key, as labels.Parse sorts them."""
+    if not text:
         return ()
-    toks = _tokens(text)
-    reqs: list[Requirement] = []
-    i = 0
-
-    def fail(why: str) -> ApiError:
-        return ApiError.bad_request(f"unable to parse requirement: {why} in {text!r}")
-
-    while i < len(toks):
-        negate = toks[i] == "!"
-        if negate:
-            i += 1
-        if i >= len(toks):
-            raise fail("missing key")
-        key = toks[i]
-        if key in ("(", ")", ",", "=", "==", "!=", ">", "<"):
-            raise fail(f"unexpected {key!r}")
-        if err := label_key_error(key):
-            raise ApiError.bad_request(
-                f"unable to parse requirement: invalid label key {key!r}: {err}"
-            )
-        i += 1
-        nxt = toks[i] if i < len(toks) else ","
-        if negate:
-            if nxt != ",":
-                raise fail("'!key' takes no operator")
-            reqs.append(Requirement(key, "!"))
-        elif nxt == ",":
-            reqs.append(Requirement(key, "exists"))
-        elif nxt in ("=", "==", "!="):
-            i += 1
-            val = toks[i] if i < len(toks) and toks[i] not in (",", "(", ")") else ""
-            if val:
-                i += 1
-            if err := label_value_error(val):
-                raise ApiError.bad_request(f"invalid label value: {val!r}: {err}")
-            reqs.append(Requirement(key, "!=" if nxt == "!=" else "=", (val,)))
-        elif nxt in (">", "<"):
-            i += 1
-            val = toks[i] if i < len(toks) and toks[i] not in (",", "(", ")") else ""
-            if val:
-                i += 1
-            if not _INTEGER.match(val):
-                raise fail(f"for 'Gt', 'Lt' operators, the value must be an integer (got {val!r})")
-            reqs.append(Requirement(key, nxt, (val,)))
-        elif nxt in ("in", "notin"):
-            i += 1
-            if i >= len(toks) or toks[i] != "(":
-                raise fail(f"expected '(' after {nxt}")
-            i += 1
-            vals: list[str] = []
-            while i < len(toks) and toks[i] != ")":
-                if toks[i] != ",":
-                    if err := label_value_error(toks[i]):
-                        raise ApiError.bad_request(f"invalid label value: {toks[i]!r}: {err}")
-                    vals.append(toks[i])
-                i += 1
-            if i >= len(toks):
-                raise fail("missing ')'")
-            i += 1
-            if not vals:
-                raise fail("for 'in', 'notin' operators, values set can't be empty")
-            reqs.append(Requirement(key, nxt, tuple(vals)))
-        else:
-            raise fail(f"unexpected {nxt!r} after key {key!r}")
-        if i < len(toks):
-            if toks[i] != ",":
-                raise fail(f"expected ',' but got {toks[i]!r}")
-            i += 1
-    return tuple(reqs)
+    try:
+        reqs = _Parser(text).parse()
+    except _SelectorError as exc:
+        raise ApiError.bad_request(str(exc)) from exc
+    return tuple(sorted(reqs, key=lambda r: r.key))
 
 
 def labels_match(reqs: tuple[Requirement, ...], obj: Mapping[str, Any]) -> bool:
@@ -221,34 +323,57 @@ def _field_value(obj: Mapping[str, Any], path: str) -> str:
     return str(cur)
 
 
-# events.k8s.io/v1 field labels, in the core/v1 form Events are stored in.
+# events.k8s.io/v1 field labels -> the core/v1 fields Events are stored with
+# (pkg/apis/events/v1/conversion.go).
 EVENTS_V1_FIELDS = {
-    "regarding.": "involvedObject.",
+    "reason": "reason",
+    "regarding.kind": "involvedObject.kind",
+    "regarding.namespace": "involvedObject.namespace",
+    "regarding.name": "involvedObject.name",
+    "regarding.uid": "involvedObject.uid",
+    "regarding.apiVersion": "involvedObject.apiVersion",
+    "regarding.resourceVersion": "involvedObject.resourceVersion",
+    "regarding.fieldPath": "involvedObject.fieldPath",
     "reportingController": "reportingComponent",
-    "deprecatedSource": "source",
+    "type": "type",
+    "metadata.namespace": "metadata.namespace",
+    "metadata.name": "metadata.name",
 }
 
 
 def parse_field_selector(
-    text: str | None, kind: str, events_v1: bool = False, extra: frozenset[str] = frozenset()
+    text: str | None,
+    kind: str,
+    events_v1: bool = False,
+    extra: frozenset[str] = frozenset(),
+    *,
+    custom: bool = False,
+    namespaced: bool = True,
 ) -> FieldMatcher:
-    """Parse `metadata.name=x,metadata.namespace!=y` (400 for unsupported field labels);
-    `extra` are a CRD's selectable fields."""
+    """Parse `metadata.name=x,metadata.namespace!=y` (400 for unsupported field labels, in
+    the words of the kind's field label conversion, or of the default one); `extra` are a
+    CRD's selectable fields (a cluster-scoped custom resource has no metadata.namespace)."""
     if not text or not text.strip():
         return lambda _obj: True
-    if events_v1:
-        for new, old in EVENTS_V1_FIELDS.items():
-            text = text.replace(new, old)
     terms: list[tuple[str, bool, str]] = []
-    allowed = (
-        {"metadata.name", "metadata.namespace"} | SUPPORTED_FIELDS.get(kind, frozenset()) | extra
-    )
+    allowed = {"metadata.name"} | SUPPORTED_FIELDS.get(kind, frozenset()) | extra
+    if namespaced or not custom:
+        allowed.add("metadata.namespace")
     for part in text.split(","):
         m = re.match(r"^\s*([^=!\s]+)\s*(==|=|!=)\s*(.*?)\s*$", part)
         if not m:
             raise ApiError.bad_request(f"invalid selector: {text!r}; can't understand {part!r}")
         path, op, val = m.groups()
-        if path not in allowed:
+        if events_v1:
+            if path not in EVENTS_V1_FIELDS:
+                raise ApiError.bad_request(f"field label not supported: {path}")
+            path = EVENTS_V1_FIELDS[path]
+        elif path not in allowed:
+            if kind not in SUPPORTED_FIELDS and not custom:
+                raise ApiError.bad_request(
+                    f'"{path}" is not a known field selector: only "metadata.name", '
+                    '"metadata.namespace"'
+                )
             raise ApiError.bad_request(f"field label not supported: {path}")
         terms.append((path, op == "!=", val))
 

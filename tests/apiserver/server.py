@@ -72,11 +72,14 @@ class ApiServer:
         port: int = 0,
         bookmark_interval: float = 1.0,
         history_limit: int = 20000,
+        *,
+        too_large_wait: float = 3.0,
     ) -> None:
         self.host, self._port = host, port
         self.bookmark_interval = bookmark_interval
         self.store = Store(history_limit=history_limit)
         self.registry = Registry(self.store)
+        self.registry.too_large_wait = too_large_wait
         self.faults = Faults(self.store)
         self.requests = RequestLog()
         self.stopping = False
@@ -164,7 +167,7 @@ class ApiServer:
             if self.store.get(rt.key, (ns or "", md.get("name", ""))) is None:
                 stored = self.registry.create(rt, ns, body).obj
             else:
-                stored = self.registry.update(rt, ns, md["name"], body).obj
+                stored = self.registry.update(rt, ns, md["name"], body, unconditional=True).obj
             if (
                 rt.has_status
                 and status is not None
@@ -172,7 +175,12 @@ class ApiServer:
                 and rt.key != CRDS
             ):
                 stored = self.registry.update(
-                    rt, ns, stored["metadata"]["name"], {"status": status}, subresource="status"
+                    rt,
+                    ns,
+                    stored["metadata"]["name"],
+                    {"status": status},
+                    subresource="status",
+                    unconditional=True,
                 ).obj
         return stored
 

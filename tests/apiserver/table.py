@@ -7,17 +7,10 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .resources import PrinterColumn, ResourceType
-
-NAME_COLUMN = {
-    "name": "Name",
-    "type": "string",
-    "format": "name",
-    "description": "Name must be unique within a namespace.",
-    "priority": 0,
-}
 
 
 def human_duration(seconds: int) -> str:
@@ -110,35 +103,83 @@ def _cell(column: PrinterColumn, obj: Mapping[str, Any]) -> Any:
 
 
 def _node_status(obj: Mapping[str, Any]) -> str:
+    """printNode: NotReady for any Ready condition that is not True (Unknown too); Unknown
+    only when the node reports no Ready condition."""
     conds = (obj.get("status") or {}).get("conditions") or []
-    ready = next((c.get("status") for c in conds if c.get("type") == "Ready"), None)
-    state = {"True": "Ready", "False": "NotReady"}.get(str(ready), "Unknown")
+    ready = [c.get("status") for c in conds if c.get("type") == "Ready"]
+    state = ["Unknown"] if not ready else ["Ready" if ready[-1] == "True" else "NotReady"]
     if (obj.get("spec") or {}).get("unschedulable"):
-        state += ",SchedulingDisabled"
-    return state
+        state.append("SchedulingDisabled")
+    return ",".join(state)
 
 
 def _node_roles(obj: Mapping[str, Any]) -> str:
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
-    return ",".join(r for r in roles if r) or "<none>"
+    roles = {k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/")}
+    if labels.get("kubernetes.io/role"):
+        roles.add(labels["kubernetes.io/role"])
+    return ",".join(sorted(r for r in roles if r)) or "<none>"
 
 
-Builtin = list[tuple[str, str, Callable[[Mapping[str, Any]], Any]]]
+def _node_address(kind: str) -> Callable[[Mapping[str, Any]], str]:
+    def cell(obj: Mapping[str, Any]) -> str:
+        for a in (obj.get("status") or {}).get("addresses") or []:
+            if a.get("type") == kind:
+                return str(a.get("address", ""))
+        return "<none>"
+
+    return cell
+
+
+def _node_info(key: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get(key) or "<unknown>"
+
+
+Cell = Callable[[Mapping[str, Any]], Any]
+
+
+def _since(timestamp: Any) -> str:
+    """translateTimestampSince: `<unknown>` for a zero time."""
+    return age(timestamp) or "<unknown>"
 
 
 def _created(obj: Mapping[str, Any]) -> Any:
-    return age((obj.get("metadata") or {}).get("creationTimestamp"))
-
-
-def _event_last_seen(obj: Mapping[str, Any]) -> Any:
-    series = obj.get("series") or {}
-    when = series.get("lastObservedTime") or obj.get("lastTimestamp") or obj.get("eventTime")
-    return age(when) or _created(obj)
+    return _since((obj.get("metadata") or {}).get("creationTimestamp"))
 
 
 def _name(obj: Mapping[str, Any]) -> Any:
     return (obj.get("metadata") or {}).get("name")
+
+
+def _event_first_seen(obj: Mapping[str, Any]) -> str:
+    return _since(obj.get("firstTimestamp") or obj.get("eventTime"))
+
+
+def _event_last_seen(obj: Mapping[str, Any]) -> str:
+    series = obj.get("series") or {}
+    if series:
+        return _since(series.get("lastObservedTime"))
+    return _since(obj.get("lastTimestamp")) if obj.get("lastTimestamp") else _event_first_seen(obj)
+
+
+def _event_count(obj: Mapping[str, Any]) -> int:
+    series = obj.get("series") or {}
+    if series:
+        return int(series.get("count") or 0)
+    return int(obj.get("count") or 0) or 1
+
+
+def _event_object(obj: Mapping[str, Any]) -> str:
+    involved = obj.get("involvedObject") or {}
+    kind = str(involved.get("kind") or "").lower()
+    return f"{kind}/{involved['name']}" if involved.get("name") else kind
+
+
+def _event_source(obj: Mapping[str, Any]) -> str:
+    source = obj.get("source") or {}
+    component = source.get("component") or obj.get("reportingComponent") or ""
+    instance = source.get("host") or obj.get("reportingInstance") or ""
+    return f"{component}, {instance}" if instance else component
 
 
 def _pod_ready(obj: Mapping[str, Any]) -> str:
@@ -147,58 +188,95 @@ def _pod_ready(obj: Mapping[str, Any]) -> str:
     return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
 
 
-BUILTIN_COLUMNS: dict[str, Builtin] = {
-    "/pods": [
-        ("Ready", "string", _pod_ready),
-        ("Status", "string", lambda o: (o.get("status") or {}).get("phase", "Pending")),
-        ("Age", "string", _created),
-    ],
+def _pod_status(obj: Mapping[str, Any]) -> str:
+    status = obj.get("status") or {}
+    return str(status.get("reason") or status.get("phase") or "")
+
+
+def _pod_restarts(obj: Mapping[str, Any]) -> str:
+    statuses = (obj.get("status") or {}).get("containerStatuses") or []
+    return str(sum(int(s.get("restartCount") or 0) for s in statuses))
+
+
+def _pod_ip(obj: Mapping[str, Any]) -> str:
+    ips = (obj.get("status") or {}).get("podIPs") or []
+    return (ips[0].get("ip") if ips else "") or "<none>"
+
+
+def _pod_gates(obj: Mapping[str, Any]) -> str:
+    gates = (obj.get("spec") or {}).get("readinessGates") or []
+    if not gates:
+        return "<none>"
+    conds = {
+        c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []
+    }
+    ready = sum(1 for g in gates if conds.get(g.get("conditionType")) == "True")
+    return f"{ready}/{len(gates)}"
+
+
+def _created_at(obj: Mapping[str, Any]) -> Any:
+    """The default table convertor's date cell: the timestamp itself (kubectl ages it)."""
+    return (obj.get("metadata") or {}).get("creationTimestamp")
+
+
+#: The cells of kube-apiserver's printers (pkg/printers/internalversion), wide columns
+#: included, in the order of the recorded column definitions (testdata/table_columns.json).
+BUILTIN_CELLS: dict[str, list[Cell]] = {
     "/nodes": [
-        ("Status", "string", _node_status),
-        ("Roles", "string", _node_roles),
-        ("Age", "string", _created),
-        (
-            "Version",
-            "string",
-            lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", ""),
-        ),
+        _name,
+        _node_status,
+        _node_roles,
+        _created,
+        lambda o: ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", ""),
+        _node_address("InternalIP"),
+        _node_address("ExternalIP"),
+        _node_info("osImage"),
+        _node_info("kernelVersion"),
+        _node_info("containerRuntimeVersion"),
     ],
-    "/namespaces": [
-        ("Status", "string", lambda o: (o.get("status") or {}).get("phase", "")),
-        ("Age", "string", _created),
-    ],
+    "/namespaces": [_name, lambda o: (o.get("status") or {}).get("phase", ""), _created],
     "/configmaps": [
-        ("Data", "integer", lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})),
-        ("Age", "string", _created),
+        _name,
+        lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {}),
+        _created,
     ],
     "coordination.k8s.io/leases": [
-        ("Holder", "string", lambda o: (o.get("spec") or {}).get("holderIdentity", "")),
-        ("Age", "string", _created),
+        _name,
+        lambda o: (o.get("spec") or {}).get("holderIdentity") or "",
+        _created,
     ],
     "/events": [
-        ("Last Seen", "string", _event_last_seen),
-        ("Type", "string", lambda o: o.get("type", "")),
-        ("Reason", "string", lambda o: o.get("reason", "")),
-        (
-            "Object",
-            "string",
-            lambda o: "{}/{}".format(
-                ((o.get("involvedObject") or {}).get("kind") or "").lower(),
-                (o.get("involvedObject") or {}).get("name", ""),
-            ),
-        ),
-        ("Message", "string", lambda o: o.get("message", "")),
+        _event_last_seen,
+        lambda o: o.get("type", ""),
+        lambda o: o.get("reason", ""),
+        _event_object,
+        lambda o: (o.get("involvedObject") or {}).get("fieldPath", ""),
+        _event_source,
+        lambda o: str(o.get("message") or "").strip(),
+        _event_first_seen,
+        _event_count,
+        _name,
     ],
-    "apiextensions.k8s.io/customresourcedefinitions": [
-        ("Created At", "date", lambda o: (o.get("metadata") or {}).get("creationTimestamp")),
+    "/pods": [
+        _name,
+        _pod_ready,
+        _pod_status,
+        _pod_restarts,
+        _created,
+        _pod_ip,
+        lambda o: (o.get("spec") or {}).get("nodeName") or "<none>",
+        lambda o: (o.get("status") or {}).get("nominatedNodeName") or "<none>",
+        _pod_gates,
     ],
+    "apiextensions.k8s.io/customresourcedefinitions": [_name, _created_at],
 }
+_DEFAULT_KEY = "apiextensions.k8s.io/customresourcedefinitions"
 
-_DEFAULT: Builtin = [("Age", "string", _created)]
 
-
-def _aged(fn: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda o: age(fn(o))
+@functools.cache
+def builtin_columns() -> dict[str, list[dict[str, Any]]]:
+    doc = json.loads((Path(__file__).parent / "testdata" / "table_columns.json").read_text())
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
 
 
 def _object_field(obj: Mapping[str, Any], include: str) -> dict[str, Any] | None:
@@ -220,34 +298,32 @@ def table(
     include: str = "Metadata",
     cont: str = "",
 ) -> dict[str, Any]:
-    # kubectl shows Events with the name last and only in -o wide, as kube-apiserver's table does.
-    name_last = rt.key == "/events"
-    columns: list[dict[str, Any]] = [] if name_last else [dict(NAME_COLUMN)]
-    cell_fns: list[Callable[[Mapping[str, Any]], Any]] = [] if name_last else [_name]
+    columns: list[dict[str, Any]]
+    cell_fns: list[Cell]
     if rt.is_custom:
+        name_column = builtin_columns()[_DEFAULT_KEY][0]
+        columns, cell_fns = [dict(name_column)], [_name]
         printer = rt.printer_columns or (
             PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
         )
         for col in printer:
+            description = col.description or (
+                f"Custom resource definition column (in JSONPath format): {col.json_path}"
+            )
             columns.append(
                 {
                     "name": col.name,
                     "type": col.type,
                     "format": col.format,
-                    "description": col.description,
+                    "description": description,
                     "priority": col.priority,
                 }
             )
             cell_fns.append(functools.partial(_cell, col))
     else:
-        for name, typ, fn in BUILTIN_COLUMNS.get(rt.key, _DEFAULT):
-            columns.append(
-                {"name": name, "type": typ, "format": "", "description": "", "priority": 0}
-            )
-            cell_fns.append(_aged(fn) if typ == "date" else fn)
-        if name_last:
-            columns.append({**NAME_COLUMN, "priority": 1})
-            cell_fns.append(_name)
+        key = rt.key if rt.key in BUILTIN_CELLS else _DEFAULT_KEY
+        columns = [dict(c) for c in builtin_columns()[key]]
+        cell_fns = BUILTIN_CELLS[key]
     rows = []
     for obj in objs:
         row: dict[str, Any] = {"cells": [f(obj) for f in cell_fns]}

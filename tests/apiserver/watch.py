@@ -7,10 +7,11 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
+from .errors import ApiError, Cause
 from .selectors import labels_match, parse_field_selector, parse_label_selector
 from .store import Entry, Event, dumps
 from .table import table
+from .validation import FieldError, forbidden
 
 if TYPE_CHECKING:
     from .handler import Handler, Route
@@ -31,17 +32,22 @@ def serve_watch(h: Handler, route: Route) -> None:
         rt.kind,
         events_v1=bool(rt.shares_storage_of),
         extra=rt.selectable_fields,
+        custom=rt.is_custom,
+        namespaced=rt.namespaced,
     )
     if route.name:  # /watch/namespaces/x/things/name is a watch on one object
         name = route.name
         by_name = parse_field_selector(f"metadata.name={name}", rt.kind)
         fields_outer = fields
         fields = lambda o: by_name(o) and fields_outer(o)  # noqa: E731
-    timeout = float(h.query.get("timeoutSeconds") or DEFAULT_TIMEOUT)
-    deadline = time.monotonic() + timeout
+    timeout = _timeout(h.query.get("timeoutSeconds"))
+    start = time.monotonic()
+    deadline = start + timeout
     bookmarks = h.query.get("allowWatchBookmarks") in ("true", "1")
     rv_param = h.query.get("resourceVersion") or ""
-    send_initial = h.query.get("sendInitialEvents") == "true" or rv_param in ("", "0")
+    watch_list = h.query.get("sendInitialEvents") == "true"
+    _check_watch_options(h.query)
+    send_initial = watch_list or rv_param in ("", "0")
     as_table = h._as_table()
 
     def matches(obj: dict[str, Any] | None) -> bool:
@@ -97,6 +103,16 @@ def serve_watch(h: Handler, route: Route) -> None:
             + b"\n"
         )
 
+    requested = 0 if rv_param in ("", "0") else parse_resource_version(rv_param)
+    if watch_list and requested:
+        # A watch-list from a resourceVersion the server has not reached waits for it, as
+        # a list does, and fails the same way (as an ERROR event).
+        too_large = app.registry.wait_for_resource_version(requested, app.registry.too_large_wait)
+        if too_large is not None:
+            h.start_chunked()
+            h.write_chunk(_error_line(too_large))
+            h.end_chunked()
+            return
     with store.lock:
         epoch = store.watch_epoch
         initial: list[Entry] = []
@@ -104,10 +120,9 @@ def serve_watch(h: Handler, route: Route) -> None:
             pos = store.rv
             initial = [e for _, e in store.items(rt.key, ns) if matches(e.obj)]
         else:
-            try:
-                pos = int(rv_param)
-            except ValueError as exc:
-                raise ApiError.bad_request(f"invalid resource version: {rv_param!r}") from exc
+            # From a future resourceVersion too: events come once the server passes it
+            # (kube-apiserver establishes such a watch at once and waits with it).
+            pos = requested
             expired = pos < store.oldest_resumable()
     h.start_chunked()
     if not send_initial and expired:
@@ -120,10 +135,13 @@ def serve_watch(h: Handler, route: Route) -> None:
         return
     for e in initial:
         h.write_chunk(line("ADDED", e))
-    if bookmarks and h.query.get("sendInitialEvents") == "true":
+    if bookmarks and watch_list:
         h.write_chunk(bookmark(pos, initial_end=True))
     interval = app.bookmark_interval
-    next_bookmark = time.monotonic() + interval
+    next_bookmark = _next_bookmark(start, interval, deadline)
+    # kube-apiserver sends a bookmark only once the resourceVersion has moved past the one the
+    # watch started from (its cacheWatcher filters on that, not on what it sent since).
+    start_rv = pos
     while True:
         with store.cond:
             while True:
@@ -142,9 +160,12 @@ def serve_watch(h: Handler, route: Route) -> None:
                     return
                 batch = list(store.events_after(pos))
                 now = time.monotonic()
-                if batch or now >= deadline or (bookmarks and now >= next_bookmark):
+                due = next_bookmark is not None and now >= next_bookmark
+                if batch or now >= deadline or (bookmarks and due):
                     break
-                wake = deadline if not bookmarks else min(deadline, next_bookmark)
+                wake = deadline
+                if bookmarks and next_bookmark is not None:
+                    wake = min(deadline, next_bookmark)
                 store.cond.wait(max(0.0, wake - now))
             current = store.rv
         out: list[bytes] = []
@@ -157,13 +178,58 @@ def serve_watch(h: Handler, route: Route) -> None:
                 out.append(line("ADDED" if new_ok else "DELETED", ev.entry))
             elif new_ok:
                 out.append(line(ev.type, ev.entry, ev))
-        pos = batch[-1].rv if batch else current
         if out:
             h.write_chunk(b"".join(out))
+        if batch:
+            pos = batch[-1].rv
         now = time.monotonic()
-        if bookmarks and now >= next_bookmark:
-            h.write_chunk(bookmark(pos))
-            next_bookmark = now + interval
+        if bookmarks and next_bookmark is not None and now >= next_bookmark:
+            if current > start_rv:
+                h.write_chunk(bookmark(current))
+                pos = current
+            next_bookmark = _next_bookmark(now, interval, deadline)
         if now >= deadline:
             h.end_chunked()
             return
+
+
+def _next_bookmark(now: float, interval: float, deadline: float) -> float | None:
+    """cacheWatcher.nextBookmarkTime: every `interval` (a minute on kube-apiserver) and
+    2 s before the watch times out; none once that moment has passed."""
+    when = min(now + interval, deadline - 2.0)
+    return when if when >= now else None
+
+
+def _timeout(raw: str | None) -> float:
+    try:
+        return float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        return DEFAULT_TIMEOUT  # kube-apiserver ignores a timeoutSeconds it cannot read
+
+
+def parse_resource_version(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ApiError(
+            500,
+            "",
+            f'resourceVersion: Invalid value: "{raw}": strconv.ParseUint: parsing "{raw}": '
+            "invalid syntax",
+        ) from exc
+
+
+def _check_watch_options(query: dict[str, str]) -> None:
+    """ValidateListOptions for a watch."""
+    match = query.get("resourceVersionMatch", "")
+    if "sendInitialEvents" in query:
+        if match != "NotOlderThan":
+            why = "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+            raise _list_options_invalid(forbidden("resourceVersionMatch", why))
+    elif match:
+        why = "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+        raise _list_options_invalid(forbidden("resourceVersionMatch", why))
+
+
+def _list_options_invalid(error: FieldError) -> ApiError:
+    return ApiError.invalid("ListOptions", "meta.k8s.io", "", [Cause.of(error)])
