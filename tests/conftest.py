@@ -22,6 +22,7 @@ from kubernetes import config
 
 from scripts.k8s_tools import tool
 from tests.apiserver import ApiServer
+from tests.controlplane.crds import FixtureCRDs
 from tests.controlplane.plane import ControlPlane
 from tests.controlplane.reset import Baseline
 
@@ -47,6 +48,8 @@ class Kube:
     cache_dir: Path
     #: The real control plane of this run (None on the test server and on AIM_TEST_KUBECONFIG).
     plane: ControlPlane | None = None
+    #: The plane's CRDs applied from files, kept between tests (tests/controlplane/crds.py).
+    fixture_crds: FixtureCRDs | None = None
     _clients: list[Any] = field(default_factory=list)
 
     @property
@@ -86,6 +89,16 @@ class Kube:
         if self.server is not None:
             for f in files:
                 self.server.load_crd(f)
+            return
+        if self.fixture_crds is not None:
+            self.fixture_crds.apply(
+                [
+                    doc
+                    for f in files
+                    for doc in yaml.safe_load_all(f.read_text())
+                    if doc and doc.get("kind") == "CustomResourceDefinition"
+                ]
+            )
             return
         for f in files:
             self.kubectl("apply", "-f", str(f))
@@ -144,6 +157,7 @@ class SharedPlane:
         self.workdir = workdir
         self.plane: ControlPlane | None = None
         self.baseline: Baseline | None = None
+        self.fixture_crds: FixtureCRDs | None = None
 
     def get(self) -> tuple[ControlPlane, Baseline]:
         if self.plane is None or self.baseline is None:
@@ -152,11 +166,23 @@ class SharedPlane:
             k = Kube(plane.admin_kubeconfig, plane.url, None, self.workdir / "kubectl-cache")
             k.apply_crds()
             self.baseline = Baseline(plane).take()
+            self.fixture_crds = FixtureCRDs(plane)
         return self.plane, self.baseline
+
+    def kube(self, cache: Path) -> Kube:
+        plane, _ = self.get()
+        return Kube(
+            plane.admin_kubeconfig,
+            plane.url,
+            None,
+            cache,
+            plane=plane,
+            fixture_crds=self.fixture_crds,
+        )
 
     def restore(self) -> None:
         if self.baseline is not None:
-            self.baseline.restore()
+            self.baseline.restore(self.fixture_crds)
 
     def stop(self) -> None:
         if self.plane is not None:
@@ -195,8 +221,7 @@ def open_kube(
             return
         if shared is None:
             raise ValueError("the kube-apiserver flavor needs the run's shared control plane")
-        plane, _ = shared.get()
-        k = Kube(plane.admin_kubeconfig, plane.url, None, cache, plane=plane)
+        k = shared.kube(cache)
         try:
             yield k
         finally:

@@ -54,7 +54,8 @@ class ControlPlane:
     admin_kubeconfig: Path = field(init=False)
     audit_log: Path = field(init=False)
     _processes: list[Process] = field(default_factory=list)
-    _conn: http.client.HTTPSConnection | None = None
+    #: Idle kept-alive connections (requests may come from several threads at once).
+    _idle: list[http.client.HTTPSConnection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -77,9 +78,10 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop in reverse order of start; every process is stopped even if one fails."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
         errors: list[BaseException] = []
         while self._processes:
             try:
@@ -207,8 +209,8 @@ class ControlPlane:
     def _request_once(
         self, method: str, path: str, body: Any, token: str | None
     ) -> tuple[int, Any]:
-        """One request on one kept-alive connection (resetting the plane between tests makes
-        many small requests)."""
+        """One request on a kept-alive connection (resetting the plane between tests makes
+        many small requests, several at once)."""
         data = None if body is None else json.dumps(body).encode()
         headers = {
             "Authorization": f"Bearer {token or self.admin_token}",
@@ -217,25 +219,29 @@ class ControlPlane:
         if data is not None:
             ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
             headers["Content-Type"] = ctype
-        with self._lock:
-            for attempt in (1, 2):
-                if self._conn is None:
-                    host = urllib.parse.urlsplit(self.url)
-                    self._conn = http.client.HTTPSConnection(
-                        host.hostname or "127.0.0.1",
-                        host.port,
-                        context=_ssl(self.ca_file),
-                        timeout=30,
-                    )
-                try:
-                    self._conn.request(method, path, body=data, headers=headers)
-                    resp = self._conn.getresponse()
-                    return resp.status, _json(resp.read())
-                except (OSError, http.client.HTTPException):
-                    self._conn.close()
-                    self._conn = None
-                    if attempt == 2:
-                        raise
+        for attempt in (1, 2):
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                host = urllib.parse.urlsplit(self.url)
+                conn = http.client.HTTPSConnection(
+                    host.hostname or "127.0.0.1",
+                    host.port,
+                    context=_ssl(self.ca_file),
+                    timeout=30,
+                )
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                answer = resp.status, _json(resp.read())
+            except (OSError, http.client.HTTPException):
+                conn.close()  # a kept-alive connection the server closed: once more, anew
+                if attempt == 2:
+                    raise
+                continue
+            with self._lock:
+                self._idle.append(conn)
+            return answer
         raise AssertionError("unreachable")
 
     def audit_events(self) -> list[dict[str, Any]]:

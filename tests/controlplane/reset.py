@@ -4,19 +4,24 @@ Starting a control plane takes seconds, so a run shares one. Tests use fixed nam
 `mi300x-0`, namespace `default`), as they do on the per-test test API server, so after each
 test everything created since the baseline is deleted: `Baseline.take()` records the uid of
 every object right after start-up (and the project's CRDs), `Baseline.restore()` deletes every
-object of every listable, deletable resource whose uid is not in it. Without a
-controller-manager a deleted namespace does not finalize on its own: restore() finalizes it.
+object of every listable, deletable resource whose uid is not in it (finalizers a test left
+are removed first). Without a controller-manager a deleted namespace does not finalize on its
+own: restore() finalizes it. CRDs tests applied from files stay while unchanged, emptied of
+their objects (tests/controlplane/crds.py says why).
 """
 
 from __future__ import annotations
 
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.controlplane.crds import CRDS, FixtureCRDs, objects_path
 from tests.controlplane.plane import ControlPlane
 
+_LISTERS = 8
 #: Objects the API server itself keeps creating and renewing (its identity leases, events).
 _SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 
@@ -74,15 +79,31 @@ class Baseline:
         self.uids = frozenset(uids)
         return self
 
-    def restore(self) -> list[str]:
-        """Delete what tests created; returns what was deleted (`kind/ns/name`)."""
+    def restore(self, fixture_crds: FixtureCRDs | None = None) -> list[str]:
+        """Delete what tests created; returns what was deleted (`kind/ns/name`). CRDs that
+        `fixture_crds` still keeps as applied stay, without their objects."""
         deleted: list[str] = []
         namespaces: list[str] = []
         crds: list[str] = []
-        # Namespaced objects first, then cluster-scoped; CRDs and namespaces last.
-        ordered = sorted(self.resources, key=lambda r: (not r.namespaced, r.plural))
-        for r in ordered:
-            for obj in _items(self.plane, r.path):
+        kept: list[Resource] = []
+        for crd in _items(self.plane, CRDS):
+            if crd["metadata"]["uid"] in self.uids:
+                continue
+            if fixture_crds is not None and fixture_crds.unchanged(crd):
+                namespaced = crd["spec"]["scope"] == "Namespaced"
+                prefix, _, plural = objects_path(crd).rpartition("/")
+                kept.append(Resource(prefix, plural, namespaced))
+            else:
+                crds.append(crd["metadata"]["name"])
+                if fixture_crds is not None:
+                    fixture_crds.forget(crd["metadata"]["name"])
+        # Namespaced objects first, then cluster-scoped; CRDs and namespaces last. The lists
+        # go out at once (a reset is mostly waiting for some sixty of them).
+        ordered = sorted([*self.resources, *kept], key=lambda r: (not r.namespaced, r.plural))
+        with ThreadPoolExecutor(_LISTERS) as pool:
+            listed = list(pool.map(lambda r: _items(self.plane, r.path), ordered))
+        for r, items in zip(ordered, listed, strict=True):
+            for obj in items:
                 meta = obj["metadata"]
                 if meta["uid"] in self.uids:
                     continue
@@ -95,8 +116,7 @@ class Baseline:
                     namespaces.append(meta["name"])
                     continue
                 if r.plural == "customresourcedefinitions":
-                    crds.append(meta["name"])
-                    continue
+                    continue  # sorted out above
                 self._delete(r, meta)
                 deleted.append(f"{r.plural}/{ns or ''}/{meta['name']}")
         for name in namespaces:
@@ -110,9 +130,15 @@ class Baseline:
     def _delete(self, r: Resource, meta: dict[str, Any]) -> None:
         ns = meta.get("namespace")
         base = f"{r.prefix}/namespaces/{ns}/{r.plural}" if ns else r.path
+        path = f"{base}/{urllib.parse.quote(meta['name'])}"
+        if meta.get("finalizers"):
+            # Nothing runs here to finish a finalizer a test left behind.
+            patch = {"metadata": {"finalizers": None}}
+            status, body = self.plane.request("PATCH", path, patch)
+            if status not in (200, 404):
+                raise RuntimeError(f"reset: PATCH {path}: {status} {body}")
         # Pods bound to a node would wait for a kubelet that never comes.
-        path = f"{base}/{urllib.parse.quote(meta['name'])}?gracePeriodSeconds=0"
-        status, body = self.plane.request("DELETE", path)
+        status, body = self.plane.request("DELETE", f"{path}?gracePeriodSeconds=0")
         if status not in (200, 202, 404):
             raise RuntimeError(f"reset: DELETE {path}: {status} {body}")
 
@@ -129,7 +155,7 @@ class Baseline:
             raise RuntimeError(f"reset: finalize namespace {name}: {status} {body}")
 
     def _delete_crd(self, name: str) -> None:
-        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        path = f"{CRDS}/{name}"
         self.plane.request("DELETE", path)
         # The API server's own finalizer deletes the custom resources first; wait for it so
         # that the next test can create the same CRD again.
