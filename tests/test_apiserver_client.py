@@ -4,6 +4,7 @@ conflicts, selectors, paging, status subresource, validation, CRDs at run time."
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -27,6 +28,11 @@ def core(kube):
 def custom(kube):
     kube.apply_crds([TESTDATA / "widgets.yaml"])
     return client.CustomObjectsApi(kube.api_client())
+
+
+def status_of(err: ApiException) -> dict[str, Any]:
+    """The Status object an ApiException carries."""
+    return dict(json.loads(err.body or "{}"))
 
 
 def widget(name: str, **spec: Any) -> dict[str, Any]:
@@ -181,12 +187,43 @@ def test_missing_namespace_is_not_found(core):
     assert 'namespaces \\"nowhere\\" not found' in str(err.value.body)
 
 
-def test_namespace_deletion_removes_its_objects(core):
+def test_namespace_deletion(core, kube):
     core.create_namespace({"metadata": {"name": "gone"}})
     assert core.read_namespace("gone").status.phase == "Active"
     core.create_namespaced_config_map("gone", cm("x"))
     core.delete_namespace("gone")
-    assert core.list_namespaced_config_map("gone").items == []
+    if kube.server is not None:
+        # The test server finalizes at once, as a cluster's namespace controller does in time.
+        assert core.list_namespaced_config_map("gone").items == []
+        with pytest.raises(ApiException) as err:
+            core.read_namespace("gone")
+        assert err.value.status == 404
+        return
+    # kube-apiserver alone (no controller-manager): the namespace stays Terminating with its
+    # objects, and refuses new ones.
+    ns = core.read_namespace("gone")
+    assert ns.status.phase == "Terminating"
+    assert ns.metadata.deletion_timestamp
+    assert [c.metadata.name for c in core.list_namespaced_config_map("gone").items] == ["x"]
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map("gone", cm("y"))
+    assert err.value.status == 403
+    assert "because it is being terminated" in status_of(err.value)["message"]
+
+
+def new_event(name: str, event_time: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "involvedObject": {"kind": "Node", "name": "n1"},
+        "reason": "Labeled",
+        "message": "hi",
+        "type": "Normal",
+        "eventTime": event_time,
+        "reportingComponent": "aim",
+        "reportingInstance": "aim-1",
+        "action": "Label",
+        **extra,
+    }
 
 
 def test_leases_and_events(kube, core):
@@ -202,20 +239,22 @@ def test_leases_and_events(kube, core):
         coord.replace_namespaced_lease("n1", "kube-node-lease", lease).spec.lease_duration_seconds
         == 10
     )
-    core.create_namespaced_event(
-        "default",
-        {
-            "metadata": {"name": "e1"},
-            "involvedObject": {"kind": "Node", "name": "n1"},
-            "reason": "Labeled",
-            "message": "hi",
-            "type": "Normal",
-            "eventTime": "2026-01-01T00:00:00.000000Z",
-            "reportingComponent": "aim",
-            "reportingInstance": "aim-1",
-            "action": "Label",
-        },
+    # Leases, like custom resources, take no unconditional update.
+    lease.metadata.resource_version = None
+    with pytest.raises(ApiException) as err:
+        coord.replace_namespaced_lease("n1", "kube-node-lease", lease)
+    assert err.value.status == 422
+    assert (
+        "metadata.resourceVersion: Invalid value: 0: must be specified for an update"
+        in (status_of(err.value)["message"])
     )
+    # This client re-serialises MicroTime with isoformat(), which drops a zero fraction: the
+    # server reads eventTime only as 2006-01-02T15:04:05.000000Z07:00, so that is a 400.
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_event("default", new_event("e0", "2026-01-01T00:00:00.000000Z"))
+    assert err.value.status == 400
+    assert 'cannot parse "+00:00" as ".000000"' in status_of(err.value)["message"]
+    core.create_namespaced_event("default", new_event("e1", "2026-01-01T00:00:00.000001Z"))
     ev = events_api.read_namespaced_event("e1", "default")
     assert ev.regarding.name == "n1"
     assert ev.note == "hi"
@@ -227,7 +266,7 @@ def test_leases_and_events(kube, core):
             "reason": "R",
             "note": "n",
             "type": "Warning",
-            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "eventTime": "2026-01-01T00:00:00.000001Z",
             "reportingController": "aim",
             "reportingInstance": "aim-1",
             "action": "Label",
@@ -238,6 +277,15 @@ def test_leases_and_events(kube, core):
     assert [e.metadata.name for e in selected.items] == ["e2"]
     selected = events_api.list_namespaced_event("default", field_selector="regarding.name=n1")
     assert [e.metadata.name for e in selected.items] == ["e1"]
+    # An Event about a cluster-scoped object belongs in default (or kube-system).
+    core.create_namespace({"metadata": {"name": "team"}})
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_event("team", new_event("e3", "2026-01-01T00:00:00.000001Z"))
+    assert err.value.status == 422
+    causes = status_of(err.value)["details"]["causes"]
+    assert [(c["field"], c["message"]) for c in causes] == [
+        ("involvedObject.namespace", 'Invalid value: "": does not match event.namespace')
+    ]
 
 
 # -- selectors and paging ----------------------------------------------------------------------
@@ -266,12 +314,17 @@ def test_label_selectors(core, selector, expected):
 
 
 def test_field_selectors(core):
-    core.create_namespaced_config_map("default", cm("one"))
-    core.create_namespaced_config_map("kube-system", cm("two"))
-    got = core.list_config_map_for_all_namespaces(field_selector="metadata.namespace=kube-system")
+    # kube-apiserver keeps ConfigMaps of its own in kube-system: use namespaces of ours.
+    for ns, name in (("sel-a", "one"), ("sel-b", "two")):
+        core.create_namespace({"metadata": {"name": ns}})
+        core.create_namespaced_config_map(ns, cm(name))
+    got = core.list_config_map_for_all_namespaces(field_selector="metadata.namespace=sel-b")
     assert [c.metadata.name for c in got.items] == ["two"]
-    got = core.list_config_map_for_all_namespaces(field_selector="metadata.name!=two")
-    assert [c.metadata.name for c in got.items] == ["one"]
+    got = core.list_config_map_for_all_namespaces(
+        field_selector="metadata.name!=two,metadata.namespace!=kube-system"
+    )
+    assert "one" in [c.metadata.name for c in got.items]
+    assert "two" not in [c.metadata.name for c in got.items]
     with pytest.raises(ApiException) as err:
         core.list_config_map_for_all_namespaces(field_selector="data.x=1")
     assert err.value.status == 400
@@ -302,6 +355,12 @@ def test_paging_with_continue(core, kube):
     with pytest.raises(ApiException) as err:
         core.list_node(limit=2, _continue=first.metadata._continue)
     assert err.value.status == 410
+    # The 410 offers a token to go on with, inconsistently, from the present state.
+    status = status_of(err.value)
+    assert status["reason"] == "Expired"
+    core.delete_node("n3")
+    rest = core.list_node(_continue=status["metadata"]["continue"])
+    assert [n.metadata.name for n in rest.items] == ["n2", "n4", "n5", "n6"]
 
 
 # -- custom resources -----------------------------------------------------------------------------
@@ -353,11 +412,8 @@ def test_custom_resource_status_split_and_generation(custom):
         ({"model": "-bad-"}, "spec.model", "FieldValueInvalid"),
         ({"model": "x" * 11}, "spec.model", "FieldValueTooLong"),
         ({"model": ""}, "spec.model", "FieldValueInvalid"),
-        (
-            {"resources": {"amd.com/gpu": "lots"}},
-            "spec.resources[amd.com/gpu]",
-            "FieldValueInvalid",
-        ),
+        # additionalProperties keys join with a dot in OpenAPI errors, as kube-openapi does
+        ({"resources": {"amd.com/gpu": "lots"}}, "spec.resources.amd.com/gpu", "FieldValueInvalid"),
         ({"parts": [{"name": "a"}, {"name": "a"}]}, "spec.parts[1]", "FieldValueDuplicate"),
         ({"parts": [{"count": 1}]}, "spec.parts[0].name", "FieldValueRequired"),
         ({"size": 60, "color": "blue"}, "spec", "FieldValueInvalid"),  # CEL rule
@@ -471,27 +527,70 @@ def test_finalizers_hold_deletion(custom):
     assert err.value.status == 404
 
 
+RUNTIME_GROUP = "runtime.aim.dev"
+
+
+def runtime_crd() -> dict[str, Any]:
+    """widgets.yaml's Widget CRD in a group of its own: a CRD no other test applies, so that
+    it is new when a test registers it (the run's control plane keeps the CRDs tests apply
+    from files between tests)."""
+    doc: dict[str, Any] = next(yaml.safe_load_all((TESTDATA / "widgets.yaml").read_text()))
+    doc["spec"]["group"] = RUNTIME_GROUP
+    doc["metadata"]["name"] = f"{PLURAL}.{RUNTIME_GROUP}"
+    return doc
+
+
 def test_crd_registered_at_run_time(kube):
     api = kube.api_client()
     ext: Any = client.ApiextensionsV1Api(api)
-    doc = next(yaml.safe_load_all((TESTDATA / "widgets.yaml").read_text()))
-    ext.create_custom_resource_definition(doc)
-    crd = ext.read_custom_resource_definition("widgets.test.aim.dev")
-    assert {c.type: c.status for c in crd.status.conditions}["Established"] == "True"
+    name = f"{PLURAL}.{RUNTIME_GROUP}"
+    ext.create_custom_resource_definition(runtime_crd())
+    if kube.server is None:
+        # kube-apiserver's naming and establishing controllers take a moment; the test
+        # server establishes a CRD as it stores it.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _established(ext, name):
+            time.sleep(0.02)
+    assert _established(ext, name)
     resources = client.ApisApi(api).get_api_versions()
-    assert "test.aim.dev" in [g.name for g in resources.groups]
-    _, listing = raw(api, "GET", f"/apis/{GROUP}/{VERSION}")
+    assert RUNTIME_GROUP in [g.name for g in resources.groups]
+    _, listing = raw(api, "GET", f"/apis/{RUNTIME_GROUP}/{VERSION}")
     entry = next(r for r in listing["resources"] if r["name"] == PLURAL)
     assert entry["shortNames"] == ["wd"]
     assert entry["categories"] == ["aimtest"]
     assert entry["namespaced"]
     assert any(r["name"] == f"{PLURAL}/status" for r in listing["resources"])
     custom = client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("w"))
-    ext.delete_custom_resource_definition("widgets.test.aim.dev")
+    body = {**widget("w"), "apiVersion": f"{RUNTIME_GROUP}/{VERSION}"}
+    custom.create_namespaced_custom_object(RUNTIME_GROUP, VERSION, "default", PLURAL, body)
+    ext.delete_custom_resource_definition(name)
+    if kube.server is None:
+        # kube-apiserver: the CRD is Terminating while its finalizer deletes the objects,
+        # then it goes (seconds); the test server does both at once.
+        crd = ext.read_custom_resource_definition(name)
+        assert crd.metadata.deletion_timestamp
+        assert crd.metadata.finalizers == ["customresourcecleanup.apiextensions.k8s.io"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _exists(ext, name):
+            time.sleep(0.05)
     with pytest.raises(ApiException) as err:
-        custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)
+        custom.list_namespaced_custom_object(RUNTIME_GROUP, VERSION, "default", PLURAL)
     assert err.value.status == 404
+
+
+def _established(ext: Any, crd: str) -> bool:
+    conditions = ext.read_custom_resource_definition(crd).status.conditions or []
+    return {c.type: c.status for c in conditions}.get("Established") == "True"
+
+
+def _exists(ext: Any, crd: str) -> bool:
+    try:
+        ext.read_custom_resource_definition(crd)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
 
 
 def test_project_crds_load_and_accept_examples(tmp_path):
@@ -551,5 +650,8 @@ def test_server_side_apply_owns_fields(kube, core):
     # b was applied by this manager before and is now omitted: removed; other is not its field
     assert core.read_namespaced_config_map("ssa", "default").data == {"a": "1", "other": "x"}
     code, status = raw(api, "PATCH", path, "{}", content_type="application/apply-patch+yaml")
-    assert code == 400
-    assert "fieldManager" in status["message"]
+    assert code == 422
+    assert status["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for '
+        "apply patch"
+    )

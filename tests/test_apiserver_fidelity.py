@@ -15,6 +15,7 @@ from kubernetes.client import ApiException
 
 from tests.apiserver.registry import SNAPSHOTS
 from tests.conftest import REPO
+from tests.test_apiserver_client import status_of
 
 TESTDATA = REPO / "tests" / "apiserver" / "testdata"
 GADGETS = TESTDATA / "gadgets.yaml"
@@ -134,9 +135,13 @@ def test_status_default_on_create_and_status_patch(kube, custom):
     listed = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
     assert [i["status"] for i in listed] == [{"phase": "New"}]
     assert watched(custom, "g")["status"] == {"phase": "New"}
-    # writing back what was read is a no-op: no new resourceVersion
+    # The defaulted status is shown, not stored (status is dropped after defaulting on
+    # create): writing back what was read stores it once (a new resourceVersion); writing
+    # the same again is a no-op.
     same = custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "g", got)
-    assert same["metadata"]["resourceVersion"] == rv
+    assert int(same["metadata"]["resourceVersion"]) > int(rv)
+    again = custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "g", same)
+    assert again["metadata"]["resourceVersion"] == same["metadata"]["resourceVersion"]
     # a /status merge patch lands on the defaulted status
     patched = custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, "default", PLURAL, "g", {"status": {"note": "hi"}}
@@ -198,22 +203,42 @@ def test_project_cluster_profile_reads_pending_before_any_controller(kube, custo
 
 
 # -- label selectors -----------------------------------------------------------------------------
-@pytest.mark.parametrize("selector", ["zone in ()", "zone notin ()", "gpus > x", "gpus >"])
-def test_bad_label_selectors_are_400(core, selector):
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        ("gpus > x", "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', "),
+        ("gpus >", "unable to parse requirement: values[0]: Invalid value: \"\": for 'Gt', 'Lt'"),
+        # the value of Gt/Lt must be a valid label value too: no sign
+        ("gpus>-1", 'unable to parse requirement: values[0][gpus]: Invalid value: "-1": a valid'),
+        ("zone in z1", "unable to parse requirement: found 'z1' expected: '('"),
+        ("a,", "found '', expected: identifier after ','"),
+    ],
+)
+def test_bad_label_selectors_are_400(core, selector, message):
     with pytest.raises(ApiException) as err:
         core.list_node(label_selector=selector)
     assert err.value.status == 400
+    assert status_of(err.value)["message"].startswith(message)
 
 
 @pytest.mark.parametrize(
     ("selector", "expected"),
-    [("gpus>4", ["a"]), ("gpus < 4", ["b"]), ("gpus>-1,gpus<9", ["a", "b"])],
+    [
+        ("gpus>4", ["a"]),
+        ("gpus < 4", ["b"]),
+        ("gpus>0,gpus<9", ["a", "b"]),
+        # "()" is the set of the empty string (not an error), as labels.Parse reads it
+        ("zone in ()", ["c"]),
+        ("zone notin ()", ["a", "b", "d"]),
+        ("zone in (z1,)", ["a", "c"]),
+        ("zone!=", ["a", "b", "d"]),
+    ],
 )
-def test_numeric_label_selectors(core, selector, expected):
+def test_label_selector_edge_cases(core, selector, expected):
     for name, labels in {
-        "a": {"gpus": "8"},
+        "a": {"gpus": "8", "zone": "z1"},
         "b": {"gpus": "2"},
-        "c": {"gpus": "x"},
+        "c": {"gpus": "x", "zone": ""},
         "d": {},
     }.items():
         core.create_node({"metadata": {"name": name, "labels": labels}})

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, project_crd_files
+from tests.test_apiserver_client import RUNTIME_GROUP, runtime_crd
 
 TESTDATA = REPO / "tests" / "apiserver" / "testdata"
 WIDGETS = TESTDATA / "widgets.yaml"
@@ -41,18 +42,34 @@ WIDGET = """\
     """
 
 
+# kubectl validates a Node against the server's OpenAPI: on kube-apiserver a partial
+# status.nodeInfo is refused client-side (its fields are required), so give them all.
+NODE_INFO = """{kubeletVersion: v1.32.1, kubeProxyVersion: "", machineID: m, systemUUID: s,
+                   bootID: b, kernelVersion: 6.8.0, osImage: Ubuntu, containerRuntimeVersion: c,
+                   operatingSystem: linux, architecture: amd64}"""
+
+
 def test_get_nodes_table_and_label_selector(kube, tmp_path):
-    nodes = """\
+    nodes = f"""\
         apiVersion: v1
         kind: List
         items:
         - apiVersion: v1
           kind: Node
-          metadata: {name: gpu-1, labels: {feature.node.kubernetes.io/aim-accelerator.MI300X: "8"}}
-          status: {conditions: [{type: Ready, status: "True"}], nodeInfo: {kubeletVersion: v1.32.1}}
+          metadata:
+            name: gpu-1
+            labels: {{feature.node.kubernetes.io/aim-accelerator.MI300X: "8"}}
+          status:
+            conditions: [{{type: Ready, status: "True"}}]
+            nodeInfo: {NODE_INFO}
         - apiVersion: v1
           kind: Node
-          metadata: {name: cpu-1, labels: {node-role.kubernetes.io/worker: ""}}
+          metadata: {{name: cpu-1, labels: {{node-role.kubernetes.io/worker: ""}}}}
+        - apiVersion: v1
+          kind: Node
+          metadata: {{name: lost-1}}
+          status: {{conditions: [{{type: Ready, status: Unknown}}]}}
+          spec: {{unschedulable: true}}
         """
     kube.kubectl("apply", "-f", write(tmp_path, "nodes.yaml", nodes))
     out = kube.kubectl("get", "nodes").stdout
@@ -60,7 +77,17 @@ def test_get_nodes_table_and_label_selector(kube, tmp_path):
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert rows["gpu-1"][1:3] == ["Ready", "<none>"]
     assert rows["gpu-1"][4] == "v1.32.1"
-    assert rows["cpu-1"][1:3] == ["Unknown", "worker"]
+    assert rows["cpu-1"][1:3] == ["Unknown", "worker"]  # no Ready condition at all
+    assert rows["lost-1"][1] == "NotReady,SchedulingDisabled"  # Ready is Unknown
+    wide = kube.kubectl("get", "node", "gpu-1", "-o", "wide").stdout
+    assert header(wide)[5:] == [
+        "INTERNAL-IP",
+        "EXTERNAL-IP",
+        "OS-IMAGE",
+        "KERNEL-VERSION",
+        "CONTAINER-RUNTIME",
+    ]
+    assert wide.splitlines()[1].split()[5:] == ["<none>", "<none>", "Ubuntu", "6.8.0", "c"]
     out = kube.kubectl(
         "get", "nodes", "-l", "feature.node.kubernetes.io/aim-accelerator.MI300X", "-o", "name"
     ).stdout
@@ -68,7 +95,7 @@ def test_get_nodes_table_and_label_selector(kube, tmp_path):
     out = kube.kubectl(
         "get", "nodes", "-l", "!feature.node.kubernetes.io/aim-accelerator.MI300X", "-o", "name"
     ).stdout
-    assert out.split() == ["node/cpu-1"]
+    assert out.split() == ["node/cpu-1", "node/lost-1"]
 
 
 def test_get_o_yaml_and_label(kube):
@@ -148,13 +175,18 @@ def test_patch_status_subresource_and_printer_columns(widgets, tmp_path):
 
 
 def test_crd_applied_at_run_time(kube, tmp_path):
-    kube.kubectl("apply", "-f", str(WIDGETS))
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(yaml.safe_dump(runtime_crd()))  # a CRD no other test applies
+    kube.kubectl("apply", "-f", str(crd))
     if kube.server is None:
-        kube.kubectl("wait", "--for=condition=Established", "crd/widgets.test.aim.dev")
-    kube.kubectl("apply", "-f", write(tmp_path, "w.yaml", WIDGET.format(size=2)))
-    assert kube.kubectl("get", "wd", "-o", "name").stdout.split() == ["widget.test.aim.dev/w1"]
-    kube.kubectl("delete", "widget", "w1")
-    assert "No resources found" in kube.kubectl("get", "widgets").stderr
+        kube.kubectl("wait", "--for=condition=Established", f"crd/widgets.{RUNTIME_GROUP}")
+    widget = WIDGET.format(size=2).replace("test.aim.dev", RUNTIME_GROUP)
+    kube.kubectl("apply", "-f", write(tmp_path, "w.yaml", widget))
+    assert kube.kubectl("get", f"widgets.{RUNTIME_GROUP}", "-o", "name").stdout.split() == [
+        f"widget.{RUNTIME_GROUP}/w1"
+    ]
+    kube.kubectl("delete", f"widgets.{RUNTIME_GROUP}", "w1")
+    assert "No resources found" in kube.kubectl("get", f"widgets.{RUNTIME_GROUP}").stderr
 
 
 def test_project_crd_printer_columns(kube, tmp_path):
@@ -198,5 +230,45 @@ def test_generators_describe_and_server_side_apply(kube, tmp_path):
     out = kube.kubectl("describe", "node", "n1").stdout
     assert "amd.com/gpu" in out
     assert "Non-terminated Pods:" in out
-    kube.kubectl("delete", "namespace", ns)
-    assert kube.kubectl("get", "ns", ns, check=False).returncode != 0
+    if kube.server is not None:
+        kube.kubectl("delete", "namespace", ns)
+        assert kube.kubectl("get", "ns", ns, check=False).returncode != 0
+        return
+    # kube-apiserver alone: no namespace controller finalizes it, so kubectl would wait
+    # for ever; the namespace stays Terminating.
+    kube.kubectl("delete", "namespace", ns, "--wait=false")
+    assert kube.kubectl("get", "ns", ns, "-o", "jsonpath={.status.phase}").stdout == "Terminating"
+
+
+def test_explain_reads_the_published_schema_metadata_included(kube):
+    out = kube.kubectl("explain", "aimclusterprofile.metadata").stdout
+    assert "FIELD: metadata <ObjectMeta>" in out
+    assert "labels\t<map[string]string>" in out
+    out = kube.kubectl("explain", "aimclusterprofile.metadata.labels").stdout
+    assert "Map of string keys and values that can be used to organize" in out
+    out = kube.kubectl("explain", "aimclusterprofile.spec.aimId").stdout
+    assert "FIELD: aimId <string>" in out
+
+
+def test_kubectl_validates_built_ins_client_side_only_against_kube_apiserver(kube, tmp_path):
+    """kubectl validates the items of a List against the server's OpenAPI before sending
+    them: kube-apiserver publishes schemas for its built-in kinds, so a Node with a partial
+    status.nodeInfo is refused; the test server publishes none for them. (A single object is
+    sent with fieldValidation=Strict instead, which checks unknown fields only.)"""
+    node = """\
+        apiVersion: v1
+        kind: List
+        items:
+        - apiVersion: v1
+          kind: Node
+          metadata: {name: partial}
+          status: {nodeInfo: {kubeletVersion: v1.32.1}}
+        """
+    proc = kube.kubectl("apply", "-f", write(tmp_path, "n.yaml", node), check=False)
+    if kube.server is None:
+        assert proc.returncode != 0
+        assert 'missing required field "machineID"' in proc.stderr
+        assert "io.k8s.api.core.v1.NodeSystemInfo" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert kube.server.get_object("v1", "Node", "partial") is not None
