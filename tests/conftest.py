@@ -190,8 +190,7 @@ class SharedPlane:
 
 
 def selected_servers() -> list[str]:
-    # Until the fidelity work lands, the real side is opt-in (AIM_TEST_SERVERS=kube-apiserver).
-    raw = os.environ.get(SERVERS_ENV, TEST_SERVER)
+    raw = os.environ.get(SERVERS_ENV, f"{TEST_SERVER},{KUBE_APISERVER}")
     chosen = [s.strip() for s in raw.split(",") if s.strip()]
     unknown = set(chosen) - {TEST_SERVER, KUBE_APISERVER}
     if unknown or not chosen:
