@@ -16,7 +16,9 @@ from kubernetes.client.exceptions import ApiException
 from tests.controller_support import wait_for
 
 TESTDATA = Path(__file__).resolve().parent / "apiserver" / "testdata"
-GROUP, VERSION, PLURAL = "test.aim.dev", "v1alpha1", "widgets"
+# widgets.yaml's Widget in a group of its own: this test changes the CRD, and the run's control
+# plane keeps the CRDs other tests apply from widgets.yaml between tests.
+GROUP, VERSION, PLURAL = "ratchet.aim.dev", "v1alpha1", "widgets"
 
 
 def _widget(name: str, model: str) -> dict[str, Any]:
@@ -54,6 +56,8 @@ def test_status_and_untouched_fields_ratchet_after_a_schema_tightens(kube):
     ext: Any = client.ApiextensionsV1Api(api)
     custom: Any = client.CustomObjectsApi(api)
     crd = next(yaml.safe_load_all((TESTDATA / "widgets.yaml").read_text()))
+    crd["spec"]["group"] = GROUP
+    crd["metadata"]["name"] = f"{PLURAL}.{GROUP}"
     ext.create_custom_resource_definition(crd)
     wait_for(lambda: _served(custom), what="widgets served")
     custom.create_namespaced_custom_object(
