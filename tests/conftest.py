@@ -28,6 +28,8 @@ from tests.controlplane.reset import Baseline
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_CRDS = REPO / "daemonset" / "crds"
+#: CRDs the test API server's own tests apply (kept on the run's control plane while unchanged).
+TEST_CRD_FILES = sorted((REPO / "tests" / "apiserver" / "testdata").glob("*.yaml"))
 REAL_CLUSTER_ENV = "AIM_TEST_KUBECONFIG"
 SERVERS_ENV = "AIM_TEST_SERVERS"
 TEST_SERVER = "testserver"
@@ -167,6 +169,16 @@ class SharedPlane:
             k.apply_crds()
             self.baseline = Baseline(plane).take()
             self.fixture_crds = FixtureCRDs(plane)
+            # The test CRDs too, now: the first create of a CRD's object within 2 s of its
+            # Established sleeps 2 s on kube-apiserver; by the first test using them, it won't.
+            self.fixture_crds.apply(
+                [
+                    doc
+                    for f in TEST_CRD_FILES
+                    for doc in yaml.safe_load_all(f.read_text())
+                    if doc and doc.get("kind") == "CustomResourceDefinition"
+                ]
+            )
         return self.plane, self.baseline
 
     def kube(self, cache: Path) -> Kube:
