@@ -1,13 +1,16 @@
 """``aim-matcher``: offline checks, selection, CRD generation, and the live controller.
 
-    aim-matcher check  --nodes NODES.yaml --profiles DIR_OR_FILE [--config CM.yaml] [-o FORMAT]
-    aim-matcher select --nodes NODES.yaml --profiles DIR_OR_FILE --aim-id ID [...]
+    aim-matcher check  --nodes NODES.json|NODES.yaml|- --profiles DIR_OR_FILE [--config CM.yaml]
+                       [-o FORMAT]
+    aim-matcher select --nodes NODES.json|NODES.yaml|- --profiles DIR_OR_FILE --aim-id ID [...]
     aim-matcher crds   --out daemonset/crds [--check]
     aim-matcher run    [controller options]   (see ``aim-matcher run --help``)
 
-Exit codes of ``check``: 0 every profile Ready, 1 some profile NotAvailable, 2 invalid input
-(a file that does not parse, a profile or node that fails validation); the valid profiles are
-still evaluated and printed. ``select``: 0 a profile was chosen, 1 none, 2 invalid input.
+Inputs are YAML or JSON (``kubectl get nodes -o json | aim-matcher check --nodes - ...``);
+``-`` reads standard input. Exit codes of ``check``: 0 every profile Ready, 1 some profile
+NotAvailable, 2 invalid input (a file that does not parse, a profile or node that fails
+validation, a duplicate key, an alias bomb, nesting too deep); the valid profiles are still
+evaluated and printed. ``select``: 0 a profile was chosen, 1 none, 2 invalid input.
 """
 
 from __future__ import annotations
@@ -42,16 +45,18 @@ def _add_inputs(
         required=True,
         action="append",
         metavar="FILE",
-        help="Nodes as `kubectl get nodes -o yaml` writes them (a List, Node documents or one "
-        "Node); repeat to add more files",
+        help="Nodes as `kubectl get nodes -o json` or `-o yaml` writes them (a List, Node "
+        "documents or one Node), read one node at a time; - reads standard input; repeat to add "
+        "more files",
     )
     parser.add_argument(
         "--profiles",
         required=True,
         action="append",
         metavar="PATH",
-        help="AIMProfile/AIMClusterProfile YAML file or directory (multi-document files and "
-        "*.yaml/*.yml under directories); repeat to add more",
+        help="AIMProfile/AIMClusterProfile YAML or JSON file or directory (multi-document "
+        "files, Lists, and *.yaml/*.yml/*.json under directories); - reads standard input; "
+        "repeat to add more",
     )
     parser.add_argument(
         "--config", metavar="FILE", help="The matcher ConfigMap (YAML) with cluster settings"

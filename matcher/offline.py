@@ -1,19 +1,29 @@
-"""``aim-matcher check`` / ``select``: the matching core over YAML files, no cluster needed.
+"""``aim-matcher check`` / ``select``: the matching core over YAML or JSON files, no cluster needed.
 
 Inputs are read the way kubectl writes and reads them: nodes from ``kubectl get nodes -o yaml``
-(a v1 List), a multi-document file of Nodes or a single Node; profiles from multi-document
-YAML files or directories of them. Each bad document costs one line on stderr naming the file,
-the document and the field, and only that document: everything else is still evaluated.
+or ``-o json`` (a v1 List), a multi-document file of Nodes or a single Node; profiles from
+multi-document files or directories of them (``*.yaml``, ``*.yml``, ``*.json``); ``-`` reads
+standard input. Files are streamed (``matcher.documents``): a List's items are read one at a
+time and only each node's projection is kept, so memory stays at the index plus one node.
+
+Each bad document costs one line on stderr naming the file, the document and the field, and
+only that document: everything else is still evaluated. A file that stops parsing contributes
+nothing, as if it had never parsed. A node whose kubelet has not reported ``status.allocatable``
+yet is a warning and is left out, as the controller leaves it out.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import io
 import json
+import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,12 +33,18 @@ from matcher.api.models import GROUP, Phase, Profile, ProfileError, ProfileStatu
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
 from matcher.core.evaluate import evaluate
-from matcher.core.nodes import NodeError, node_view
+from matcher.core.nodes import AllocatableMissing, NodeError, NodeView, node_view
 from matcher.core.selection import Selection, select
+from matcher.documents import StreamError, read_objects
 
 EXIT_OK = 0
 EXIT_NOT_AVAILABLE = 1
 EXIT_INVALID = 2
+
+#: The path that means standard input.
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class InputError(Exception):
@@ -41,51 +57,110 @@ class Inputs:
     config: MatcherConfig
     profiles: list[tuple[Profile, dict[str, Any]]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
-class Doc:
-    where: str
-    """``path: document N`` for messages."""
-    obj: Any
+class Place:
+    """Where an object is: its file, document and List item. Named only once the file is read
+    to the end, since ``document N`` is said only of files with several documents."""
+
+    file: _File
+    document: int
+    item: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file.name
+        if self.file.documents > 1:
+            where += f": document {self.document}"
+        return where if self.item is None else f"{where}: items[{self.item}]"
 
 
-def _yaml_files(path: Path) -> list[Path]:
+class _File:
+    """One input being read: its objects in order, and messages about them held until the end."""
+
+    def __init__(self, name: str, path: Path | None) -> None:
+        self.name = name
+        self.path = path
+        self.documents = 0
+        self.failed: str | None = None
+        """Why reading stopped early, if it did."""
+        self._errors: list[tuple[Place, str]] = []
+        self._warnings: list[tuple[Place, str]] = []
+
+    def error(self, place: Place, text: str) -> None:
+        self._errors.append((place, text))
+
+    def warn(self, place: Place, text: str) -> None:
+        self._warnings.append((place, text))
+
+    def objects(self, strict: bool = True) -> Iterator[tuple[Place, Any]]:
+        """Every object, with Lists read item by item; an unreadable file sets ``failed``."""
+        try:
+            with self._open() as stream:
+                objects = read_objects(stream, strict)
+                for entry in objects:
+                    self.documents = objects.documents
+                    place = Place(self, entry.document, entry.item)
+                    if entry.error is not None:
+                        self.error(place, f": {entry.error}")
+                    elif entry.obj is not None or entry.item is not None:  # not an empty document
+                        yield from self._expand(place, entry.obj)
+                self.documents = objects.documents
+        except StreamError as exc:
+            self.failed = f"{self.name}: {exc}"
+        except (OSError, UnicodeDecodeError) as exc:
+            self.failed = f"{self.name}: cannot read: {exc}"
+
+    def _expand(self, place: Place, obj: Any) -> Iterator[tuple[Place, Any]]:
+        """A List the reader did not stream (one with an anchor or a tag) becomes its items."""
+        if not (isinstance(obj, Mapping) and str(obj.get("kind", "")).endswith("List")):
+            yield place, obj
+            return
+        items = obj.get("items") or []
+        if not isinstance(items, list):
+            self.error(place, ": items: expected a list")
+            return
+        for index, item in enumerate(items):
+            yield Place(self, place.document, index), item
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[TextIO]:
+        if self.path is not None:
+            with self.path.open(encoding="utf-8") as stream:
+                yield stream
+            return
+        if sys.stdin is None:
+            raise OSError("standard input is closed")
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+        try:
+            yield stream
+        finally:
+            stream.detach()  # leaves stdin open: it is the process's
+
+    def report(self, errors: list[str], warnings: list[str]) -> None:
+        """Hand over the messages, now that places can be named; one line if reading failed."""
+        if self.failed is not None:
+            errors.append(self.failed)
+            return
+        errors.extend(f"{place}{text}" for place, text in self._errors)
+        warnings.extend(f"{place}{text}" for place, text in self._warnings)
+
+
+def _files(path: Path) -> list[_File]:
+    if str(path) == STDIN:
+        return [_File(STDIN_NAME, None)]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        found = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+        return [_File(str(p), p) for p in found]
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
-    return [path]
+    return [_File(str(path), path)]
 
 
-def _documents(path: Path, errors: list[str]) -> Iterator[Doc]:
-    """Every object in a YAML file, with v1 Lists expanded into their items."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        errors.append(f"{path}: cannot read: {exc}")
-        return
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        errors.append(f"{path}:{line}: invalid YAML: {problem}")
-        return
-    for number, doc in enumerate(docs, start=1):
-        if doc is None:
-            continue
-        where = f"{path}: document {number}" if len(docs) > 1 else str(path)
-        if isinstance(doc, Mapping) and str(doc.get("kind", "")).endswith("List"):
-            items = doc.get("items") or []
-            if not isinstance(items, list):
-                errors.append(f"{where}: items: expected a list")
-                continue
-            for index, item in enumerate(items):
-                yield Doc(f"{where}: items[{index}]", item)
-        else:
-            yield Doc(where, doc)
+def _check_stdin_once(paths: Sequence[Path]) -> None:
+    if sum(1 for p in paths if str(p) == STDIN) > 1:
+        raise InputError("standard input (-) can be given only once")
 
 
 def _describe(obj: Any) -> str:
@@ -96,84 +171,122 @@ def _describe(obj: Any) -> str:
     return ""
 
 
-def load_nodes(paths: Sequence[Path], errors: list[str]) -> ClusterIndex:
+def load_nodes(paths: Sequence[Path], errors: list[str], warnings: list[str]) -> ClusterIndex:
+    """The nodes of every file, streamed into the index one node at a time.
+
+    A file that stops parsing is taken back out (the nodes it added removed, the ones it
+    replaced restored), so that it contributes nothing, as before streaming.
+    """
     cluster = ClusterIndex()
     for path in paths:
-        for file in _yaml_files(path):
-            for doc in _documents(file, errors):
-                obj = doc.obj
-                if not isinstance(obj, Mapping) or obj.get("kind") != "Node":
-                    kind = obj.get("kind") if isinstance(obj, Mapping) else type(obj).__name__
-                    errors.append(f"{doc.where}: kind: expected Node, got {kind!r}")
-                    continue
-                try:
-                    view = node_view(obj)
-                except NodeError as exc:
-                    errors.append(f"{doc.where}{_describe(obj)}: {exc}")
+        for file in _files(path):
+            before: dict[str, NodeView | None] = {}
+            # A node list is the API server's JSON, read by node_view at a few fixed paths: spare
+            # it the duplicate-key and depth checks (half its reading time; YAML is checked).
+            for place, obj in file.objects(strict=False):
+                view = _node(file, place, obj)
+                if view is None:
                     continue
                 if view.name in cluster:
-                    errors.append(f"{doc.where}: node {view.name} appears twice; the last one wins")
+                    file.error(place, f": node {view.name} appears twice; the last one wins")
+                before.setdefault(view.name, cluster.get(view.name))
                 cluster.upsert(view)
+            if file.failed is not None:
+                for name, old in before.items():
+                    if old is None:
+                        cluster.remove(name)
+                    else:
+                        cluster.upsert(old)
+            file.report(errors, warnings)
     return cluster
+
+
+def _node(file: _File, place: Place, obj: Any) -> NodeView | None:
+    if not isinstance(obj, Mapping) or obj.get("kind") != "Node":
+        kind = obj.get("kind") if isinstance(obj, Mapping) else type(obj).__name__
+        file.error(place, f": kind: expected Node, got {kind!r}")
+        return None
+    try:
+        return node_view(obj)
+    except AllocatableMissing as exc:
+        file.warn(place, f"{_describe(obj)}: {exc}; left out until the kubelet reports it")
+    except NodeError as exc:
+        file.error(place, f"{_describe(obj)}: {exc}")
+    return None
 
 
 def load_profiles(
     paths: Sequence[Path], errors: list[str], notes: list[str]
 ) -> list[tuple[Profile, dict[str, Any]]]:
-    profiles: list[tuple[Profile, dict[str, Any]]] = []
-    seen: dict[tuple[str, str | None, str], str] = {}
+    profiles: dict[tuple[str, str | None, str], tuple[Profile, dict[str, Any]]] = {}
+    seen: dict[tuple[str, str | None, str], Place] = {}
     for path in paths:
-        for file in _yaml_files(path):
-            for doc in _documents(file, errors):
-                obj = doc.obj
+        for file in _files(path):
+            # Held until the file is read to its end: a file that stops parsing adds nothing.
+            parsed: list[tuple[Place, Profile, dict[str, Any]]] = []
+            for place, obj in file.objects():
                 api_version = obj.get("apiVersion") if isinstance(obj, Mapping) else None
                 if isinstance(api_version, str) and not api_version.startswith(GROUP + "/"):
-                    notes.append(f"{doc.where}: skipped {obj.get('kind')} (not an AIM profile)")
+                    file.warn(place, f": skipped {obj.get('kind')} (not an AIM profile)")
                     continue
                 try:
-                    profile = parse_profile(obj)
+                    parsed.append((place, parse_profile(obj), dict(obj)))
                 except ProfileError as exc:
-                    errors.append(f"{doc.where}{_describe(obj)}: {exc}")
-                    continue
-                key = (profile.kind, profile.namespace, profile.name)
-                if key in seen:
-                    errors.append(
-                        f"{doc.where}: {profile.ref} already defined at {seen[key]}; the last one "
-                        "wins"
-                    )
-                    profiles = [(p, o) for p, o in profiles if (p.kind, p.namespace, p.name) != key]
-                seen[key] = doc.where
-                profiles.append((profile, dict(obj)))
-    return profiles
+                    file.error(place, f"{_describe(obj)}: {exc}")
+            if file.failed is None:
+                for place, profile, obj in parsed:
+                    key = (profile.kind, profile.namespace, profile.name)
+                    if key in seen:
+                        file.error(
+                            place,
+                            f": {profile.ref} already defined at {seen[key]}; the last one wins",
+                        )
+                        del profiles[key]  # the last one wins, and sorts where it was read
+                    seen[key] = place
+                    profiles[key] = (profile, obj)
+            file.report(errors, notes)
+    return list(profiles.values())
 
 
 def load_config(path: Path | None) -> MatcherConfig:
     if path is None:
         return MatcherConfig()
-    errors: list[str] = []
-    docs = list(_documents(path, errors))
-    if errors:
-        raise InputError(errors[0])
+    (file,) = _files(path)
+    objects = list(file.objects())
+    problems: list[str] = []
+    file.report(problems, [])
+    if problems:
+        raise InputError(problems[0])
     configmaps = [
-        d for d in docs if isinstance(d.obj, Mapping) and d.obj.get("kind") == "ConfigMap"
+        (place, obj)
+        for place, obj in objects
+        if isinstance(obj, Mapping) and obj.get("kind") == "ConfigMap"
     ]
     if len(configmaps) != 1:
         raise InputError(f"{path}: expected exactly one ConfigMap, found {len(configmaps)}")
-    data = configmaps[0].obj.get("data")
+    place, configmap = configmaps[0]
+    data = configmap.get("data")
     if data is not None and not isinstance(data, Mapping):
-        raise InputError(f"{configmaps[0].where}: data: expected a mapping")
+        raise InputError(f"{place}: data: expected a mapping")
     try:
         return MatcherConfig.from_configmap_data(data)
     except ConfigError as exc:
-        raise InputError(f"{configmaps[0].where}: {exc}") from None
+        raise InputError(f"{place}: {exc}") from None
 
 
 def load_inputs(args: argparse.Namespace, notes: list[str]) -> Inputs:
     errors: list[str] = []
+    warnings: list[str] = []
+    paths = [
+        Path(p) for p in (*args.nodes, *args.profiles, *([args.config] if args.config else []))
+    ]
+    _check_stdin_once(paths)
     config = load_config(Path(args.config) if args.config else None)
-    cluster = load_nodes([Path(p) for p in args.nodes], errors)
+    cluster = load_nodes([Path(p) for p in args.nodes], errors, warnings)
     profiles = load_profiles([Path(p) for p in args.profiles], errors, notes)
-    return Inputs(cluster=cluster, config=config, profiles=profiles, errors=errors)
+    return Inputs(
+        cluster=cluster, config=config, profiles=profiles, errors=errors, warnings=warnings
+    )
 
 
 def evaluate_all(inputs: Inputs, now: datetime) -> list[tuple[Profile, dict[str, Any]]]:
@@ -210,7 +323,7 @@ def print_statuses(results: list[tuple[Profile, dict[str, Any]]], fmt: str, out:
     if fmt in ("yaml", "json"):
         listing = {"apiVersion": "v1", "kind": "List", "items": [obj for _, obj in results]}
         if fmt == "json":
-            out.write(json.dumps(listing, indent=2, sort_keys=False) + "\n")
+            out.write(json.dumps(listing, indent=2, sort_keys=False, default=_json_value) + "\n")
         else:
             out.write(yaml.safe_dump(listing, sort_keys=False))
         return
@@ -241,15 +354,43 @@ def print_statuses(results: list[tuple[Profile, dict[str, Any]]], fmt: str, out:
     _table(rows, out)
 
 
-def _report(messages: list[str], prefix: str) -> None:
-    for message in messages:
-        print(f"{prefix}{message}", file=sys.stderr)
+def _json_value(value: Any) -> Any:
+    """What Kubernetes' JSON says for the YAML types JSON lacks (an unquoted timestamp in a
+    profile file is a datetime to YAML)."""
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _emit(messages: Sequence[tuple[str, list[str]]], write: Callable[[TextIO], None]) -> None:
+    """Messages to stderr (each with its prefix), then the output to stdout.
+
+    A reader that went away (``aim-matcher check ... | head -1``) ends the output quietly: the
+    exit code still says what the check found, and no traceback follows.
+    """
+    try:
+        for prefix, lines in messages:
+            for line in lines:
+                print(f"{prefix}{line}", file=sys.stderr)
+        write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit and would complain then: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def _load_and_evaluate(
     args: argparse.Namespace,
-) -> tuple[Inputs, list[tuple[Profile, dict[str, Any]]]] | None:
-    """Both commands' first half: read the files, report what was wrong, evaluate the rest.
+) -> tuple[Inputs, list[tuple[Profile, dict[str, Any]]], list[tuple[str, list[str]]]] | None:
+    """Both commands' first half: read the files, evaluate what is valid, and say what was not
+    (notes, warnings, errors, to print before the output).
 
     None when the inputs cannot be read at all (the error is already printed).
     """
@@ -257,19 +398,18 @@ def _load_and_evaluate(
     try:
         inputs = load_inputs(args, notes)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _emit([("error: ", [str(exc)])], lambda out: None)
         return None
-    _report(notes, "note: ")
-    _report(inputs.errors, "error: ")
-    return inputs, evaluate_all(inputs, datetime.now(UTC))
+    messages = [("note: ", notes), ("warning: ", inputs.warnings), ("error: ", inputs.errors)]
+    return inputs, evaluate_all(inputs, datetime.now(UTC)), messages
 
 
 def check_command(args: argparse.Namespace) -> int:
     loaded = _load_and_evaluate(args)
     if loaded is None:
         return EXIT_INVALID
-    inputs, results = loaded
-    print_statuses(results, args.output, sys.stdout)
+    inputs, results, messages = loaded
+    _emit(messages, lambda out: print_statuses(results, args.output, out))
     if inputs.errors:
         return EXIT_INVALID
     if any(p.status is not None and p.status.status is Phase.NOT_AVAILABLE for p, _ in results):
@@ -288,7 +428,7 @@ def select_command(args: argparse.Namespace) -> int:
     loaded = _load_and_evaluate(args)
     if loaded is None:
         return EXIT_INVALID
-    inputs, results = loaded
+    inputs, results, messages = loaded
     selection = select(
         [p for p, _ in results],
         args.aim_id,
@@ -298,32 +438,37 @@ def select_command(args: argparse.Namespace) -> int:
         include_non_primary=args.include_non_primary,
         accelerator_preference=inputs.config.accelerator_preference,
     )
-    if args.output in ("yaml", "json"):
-        doc = {
-            "aimId": args.aim_id,
-            "chosen": _ref(selection.chosen) if selection.chosen else None,
-            "reason": selection.reason,
-            "rejected": [{**_ref(p), "reason": why} for p, why in selection.rejected],
-            "ranking": [
-                {**_ref(p), "rank": i, **{t.name: t.show(p) for t in selection.tiers[:-1]}}
-                for i, p in enumerate(selection.ranking, start=1)
-            ],
-        }
-        text = (
-            json.dumps(doc, indent=2) + "\n"
-            if args.output == "json"
-            else yaml.safe_dump(doc, sort_keys=False)
-        )
-        sys.stdout.write(text)
-    elif args.output == "wide":
-        print_ranking(selection, sys.stdout)
-    else:
+
+    def write(out: TextIO) -> None:
+        if args.output in ("yaml", "json"):
+            doc = {
+                "aimId": args.aim_id,
+                "chosen": _ref(selection.chosen) if selection.chosen else None,
+                "reason": selection.reason,
+                "rejected": [{**_ref(p), "reason": why} for p, why in selection.rejected],
+                "ranking": [
+                    {**_ref(p), "rank": i, **{t.name: t.show(p) for t in selection.tiers[:-1]}}
+                    for i, p in enumerate(selection.ranking, start=1)
+                ],
+            }
+            text = (
+                json.dumps(doc, indent=2) + "\n"
+                if args.output == "json"
+                else yaml.safe_dump(doc, sort_keys=False)
+            )
+            out.write(text)
+            return
+        if args.output == "wide":
+            print_ranking(selection, out)
+            return
         if selection.chosen is not None:
-            print(f"chosen: {selection.chosen.ref} ({selection.reason})")
+            out.write(f"chosen: {selection.chosen.ref} ({selection.reason})\n")
         else:
-            print(f"chosen: none ({selection.reason})")
+            out.write(f"chosen: none ({selection.reason})\n")
         for profile, why in selection.rejected:
-            print(f"  not chosen: {profile.ref}: {why}")
+            out.write(f"  not chosen: {profile.ref}: {why}\n")
+
+    _emit(messages, write)
     if inputs.errors:
         return EXIT_INVALID
     return EXIT_OK if selection.chosen is not None else EXIT_NOT_AVAILABLE

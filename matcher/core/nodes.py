@@ -23,6 +23,10 @@ class NodeError(ValueError):
     """A Node object the matcher cannot use; the message names the field."""
 
 
+class AllocatableMissing(NodeError):
+    """The kubelet has not reported ``status.allocatable`` yet (a node that is registering)."""
+
+
 @dataclass(frozen=True, slots=True)
 class NodeView:
     name: str
@@ -71,7 +75,7 @@ def node_view(obj: Mapping[str, Any]) -> NodeView:
     spec = _mapping(obj, "spec", "")
     status = _mapping(obj, "status", "")
     if status.get("allocatable") is None:
-        raise NodeError(f"node {name}: status.allocatable: missing")
+        raise AllocatableMissing(f"node {name}: status.allocatable: missing")
     allocatable: dict[str, Fraction] = {}
     for resource, raw in _mapping(status, "allocatable", "status.").items():
         try:
