@@ -99,6 +99,9 @@ def test_a_merge_list_lets_earlier_mappings_win_as_the_spec_and_go_yaml_do(parse
     assert list(built["merged"]) == ["cpu", "memory", "gpus"]
     (twice,) = entries("a: &a {x: 1}\nb:\n  <<: *a\n  <<: *a\n")
     assert str(twice.error) == "line 4: duplicate key '<<'"
+    # At the top of a document too; and where it is not a key, "<<" is a string (go-yaml).
+    top = objects("d: &d {x: 1}\n<<: *d\ny: [<<, 2]\nz: <<\n")
+    assert top == [{"x": 1, "d": {"x": 1}, "y": ["<<", 2], "z": "<<"}]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))

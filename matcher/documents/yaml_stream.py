@@ -101,8 +101,9 @@ class _Builder:
         self.plain: dict[str, Any] = {}
         self.anchors: dict[str, Any] = {}
         self.open_anchors: set[str] = set()
-        self.sizes: dict[int, int] = {}
-        """Nodes in an anchored object (aliases expanded), by ``id``: anchors keep them alive."""
+        self.sizes: dict[int, tuple[Any, int]] = {}
+        """Nodes in an aliased object (aliases expanded), by ``id``; the object is kept with its
+        size so that its ``id`` cannot be reused by another while the document lasts."""
         self.alias_nodes = 0
         self.failed_depth = 0
         """Levels a failed ``build`` left open, for ``skip``."""
@@ -134,7 +135,7 @@ class _Builder:
         try:
             while type(loader.peek_event()) is not MappingEndEvent:
                 key_event = loader.peek_event()
-                key = _key(data, self.build(depth=1), key_event)
+                key = _key(data, self.build(depth=1, as_key=True), key_event)
                 event = loader.peek_event()
                 if (
                     key == "items"
@@ -186,8 +187,9 @@ class _Builder:
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
                 depth -= 1
 
-    def build(self, depth: int = 0) -> Any:
-        """The next complete node; ``depth`` is how deep it sits (for the nesting limit).
+    def build(self, depth: int = 0, as_key: bool = False) -> Any:
+        """The next complete node; ``depth`` is how deep it sits (for the nesting limit), and
+        ``as_key`` says it is a mapping key (where ``<<`` means a merge).
 
         The hot loop of reading YAML (one turn per event, millions per cluster): the container
         being built lives in locals, its enclosing ones on ``stack``.
@@ -214,6 +216,10 @@ class _Builder:
                         value = plain.get(event.value, _MISS)
                         if value is _MISS:
                             value = self._plain(event)
+                            if value is _MERGE and not (
+                                (as_key and data is None) or (is_map and key is _MISS)
+                            ):
+                                value = "<<"  # not a key: a string, as go-yaml reads it
                     else:
                         value = event.value
                     if event.anchor is not None:
@@ -292,12 +298,14 @@ class _Builder:
         computed once: a bomb's levels are shared, so this stays cheap)."""
         if not isinstance(value, dict | list):
             return 1
-        found = self.sizes.get(id(value))
-        if found is None:  # recursion is bounded: nesting stops at MAX_DEPTH
-            children = value.values() if isinstance(value, dict) else value
-            found = 1 + len(value) * isinstance(value, dict) + sum(map(self._size, children))
-            self.sizes[id(value)] = found
-        return found
+        known = self.sizes.get(id(value))
+        if known is not None:
+            return known[1]
+        # Recursion is bounded: nesting stops at MAX_DEPTH.
+        children = value.values() if isinstance(value, dict) else value
+        size = 1 + len(value) * isinstance(value, dict) + sum(map(self._size, children))
+        self.sizes[id(value)] = (value, size)
+        return size
 
     def _plain(self, event: Any) -> Any:
         """An untagged, unquoted scalar, typed by PyYAML's implicit resolvers."""
@@ -305,11 +313,9 @@ class _Builder:
         for tag, regexp in self.resolvers.get(text[:1], ()):
             if regexp.match(text):
                 if tag == _MERGE_TAG:
-                    value = _MERGE
-                elif tag == _VALUE_TAG:  # a lone "=": PyYAML reads it as a string key
-                    value = text
-                else:
-                    value = self._construct(tag, event)
+                    return _MERGE  # not remembered: what it means depends on where it is
+                # A lone "=" (the value tag): PyYAML reads it as a string key.
+                value = text if tag == _VALUE_TAG else self._construct(tag, event)
                 break
         else:
             value = text
