@@ -10,8 +10,9 @@ import importlib
 import sys
 import time
 
-#: In the order a reader meets the components: detector, API server, matcher core, controller.
-BENCHMARKS = ("probe", "detector_loop", "apiserver", "matching", "controller")
+#: In the order a reader meets the components: detector, API server, matcher core, offline
+#: check, controller.
+BENCHMARKS = ("probe", "detector_loop", "apiserver", "matching", "offline", "controller")
 
 
 def main(argv: list[str]) -> int:
