@@ -1,12 +1,12 @@
 """``aim-matcher check`` at cluster scale: 1,000 profiles x 5,000 and 20,000 realistic nodes.
 
-Run: ``.venv/bin/python -m benchmarks.bench_offline`` (about 12 minutes on 2 cores, 4 of them
-the "before" run; ``--quick`` about 2; ``--full`` adds the slow baselines at 20,000 nodes).
-Inputs come from ``benchmarks.realistic``: nodes as ``kubectl get nodes -o json`` and ``-o
-yaml`` write them (about 14 KB a GPU node), profiles as multi-document YAML. Each figure is one
-process run as a user runs it: its wall time, its CPU time (telling on a shared machine) and
-its peak RSS (``ru_maxrss`` of that child, from ``wait4``), medians over the runs (their number
-is printed; the wall time's min..max beside it). Compared with:
+Run: ``.venv/bin/python -m benchmarks.bench_offline`` (about 12 minutes on 2 cores: 4 for the
+"before" run, 2 to write the inputs; ``--quick`` about 2; ``--full`` adds the slow baselines at
+20,000 nodes). Inputs come from ``benchmarks.realistic``: nodes as ``kubectl get nodes -o json``
+and ``-o yaml`` write them (about 14 KB a GPU node), profiles as multi-document YAML. Each
+figure is one process run as a user runs it: its wall time, its CPU time (telling on a shared
+machine) and its peak RSS (``ru_maxrss`` of that child, from ``wait4``), medians over the runs
+(their number is printed; the wall time's min..max beside it). Compared with:
 
 - **before**: the code path this replaced, PyYAML's ``safe_load_all`` of the whole file (the
   issue measured 71 s and 1.7 GB at 5,000 nodes; one run, as it takes minutes);
@@ -187,7 +187,7 @@ def _now() -> Any:
 #: (key, label, format, runs at 5,000, runs at 20,000 or 0 to skip there unless --full)
 PLAN = [
     ("ours", "aim-matcher check", "json", 5, 3),
-    ("ours", "aim-matcher check", "yaml", 3, 2),
+    ("ours", "aim-matcher check", "yaml", 3, 3),
     ("json", "baseline: json.load whole", "json", 3, 2),
     ("cyaml", "baseline: CSafeLoader whole", "yaml", 1, 0),
     ("safe_load", "before: safe_load_all whole", "yaml", 1, 0),
