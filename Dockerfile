@@ -52,6 +52,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
 RUN extras=""; if [ "$WITH_AMDSMI" = "true" ]; then extras="--extra amdsmi"; fi; \
     uv sync --frozen --no-dev --no-install-project $extras
+COPY aimkit ./aimkit
 COPY detector ./detector
 COPY matcher ./matcher
 RUN extras=""; if [ "$WITH_AMDSMI" = "true" ]; then extras="--extra amdsmi"; fi; \

@@ -82,7 +82,7 @@ def project(tmp_path: Path) -> Path:
         "README.md",
     ):
         shutil.copy(ROOT / name, tmp_path / name)
-    for package in ("detector", "matcher"):
+    for package in ("aimkit", "detector", "matcher"):
         (tmp_path / package).symlink_to(ROOT / package)
     assert check(tmp_path) == []
     return tmp_path
