@@ -22,11 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from aimkit.build import version
+from aimkit.http import default_hosts
+from aimkit.logs import settings_fields
 from detector.facts import CPU_SOURCE, GPU_SOURCE, CpuFacts, GpuFacts
+from detector.fence import HOLD as FENCE_HOLD
 from detector.fence import DryRunPatch, NodeFence, PatchResult
 from detector.labeling import cpu_labels, gpu_labels
 from detector.labels import epyc_id, validate_labels
-from detector.metrics import DEFAULT_METRICS_PORT, Health, Metrics, MetricsServer
+from detector.metrics import DEFAULT_METRICS_PORT, Health, Metrics, serve
 from detector.probes.cpu import probe_cpu
 from detector.probes.gpu import BACKENDS, GpuBackend, probe_gpus
 from detector.probes.roots import HostRoots
@@ -43,6 +47,8 @@ from detector.reconcile import (
 log = logging.getLogger(__name__)
 
 MODES = ("node", "nfd")
+#: Seconds before an unchanged publish failure is logged again (it is a metric all along).
+REPEAT_LOG_AFTER = 600.0
 GPU_BACKENDS: tuple[str, ...] = BACKENDS
 
 
@@ -175,6 +181,8 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.health = health or Health(stall_after=float("inf"))
         self._clock = clock
+        #: The last publish failure logged, and when: the same failure is not logged each cycle.
+        self._last_error: tuple[str, float] | None = None
         # Without a publisher (dry run) there is nothing published to start from.
         self.state: State | None = None if publisher is not None else State()
 
@@ -193,7 +201,7 @@ class Agent:
                 results.append(ProbeResult.failed(source, message))
                 log.warning(
                     "probe failed, keeping its labels",
-                    extra={"kv": {"source": source, "reason": reason, "error": message}},
+                    extra={"source": source, "reason": reason, "error": message},
                 )
             else:
                 self.metrics.last_good_probe.labels(source).set(self._clock())
@@ -217,14 +225,11 @@ class Agent:
                 self.state = State.from_published(self.publisher.read())
             except PublishError as err:
                 self.metrics.label_writes.labels("error").inc()
-                log.error(
-                    "cannot read the published labels",
-                    extra={"kv": {"target": self.publisher.target, "error": err}},
-                )
+                self._publish_failed("cannot read the published labels", err)
                 return self._finish(CycleReport(None, readings, errors, publish_error=str(err)))
             log.info(
                 "read previously published labels",
-                extra={"kv": {"target": self.publisher.target, "labels": len(self.state.labels)}},
+                extra={"target": self.publisher.target, "labels": len(self.state.labels)},
             )
         decision = reconcile(self.state, results, self._confirmations)
         self.state = decision.state
@@ -235,13 +240,29 @@ class Agent:
             wrote = self.publisher.publish(decision.labels)
         except PublishError as err:
             self.metrics.label_writes.labels("error").inc()
-            log.error(
-                "publish failed", extra={"kv": {"target": self.publisher.target, "error": err}}
-            )
+            self._publish_failed("publish failed", err)
             return self._finish(CycleReport(decision, readings, errors, publish_error=str(err)))
+        if self._last_error is not None:
+            log.info("publishing works again", extra={"target": self.publisher.target})
+            self._last_error = None
         if wrote:
             self.metrics.label_writes.labels("success").inc()
         return self._finish(CycleReport(decision, readings, errors, wrote=wrote))
+
+    def _publish_failed(self, message: str, err: PublishError) -> None:
+        """Log a failure once, not every cycle of an outage (again after REPEAT_LOG_AFTER)."""
+        assert self.publisher is not None
+        text = f"{message}: {err}"
+        now = time.monotonic()
+        if (
+            self._last_error is not None
+            and self._last_error[0] == text
+            and now - self._last_error[1] < REPEAT_LOG_AFTER
+        ):
+            log.debug(message, extra={"target": self.publisher.target, "error": err})
+            return
+        self._last_error = (text, now)
+        log.error(message, extra={"target": self.publisher.target, "error": err})
 
     def _finish(self, report: CycleReport) -> CycleReport:
         if report.decision is not None:
@@ -266,7 +287,7 @@ class Agent:
             try:
                 report = self.run_cycle()
             except Exception as err:  # keep the node agent alive; the next cycle may succeed
-                log.exception("cycle failed", extra={"kv": {"error": err}})
+                log.exception("cycle failed", extra={"error": err})
                 self.metrics.healthy.set(0)
                 self.health.cycle_done({}, f"unexpected error: {err}")
             else:
@@ -281,9 +302,7 @@ class Agent:
         if self.publisher is None:
             return False
         removed = self.publisher.cleanup()
-        log.info(
-            "cleanup done", extra={"kv": {"target": self.publisher.target, "removed": removed}}
-        )
+        log.info("cleanup done", extra={"target": self.publisher.target, "removed": removed})
         return removed
 
 
@@ -292,17 +311,15 @@ def _log_decision(decision: Decision, confirmations: int) -> None:
         log.info(
             "labels changed",
             extra={
-                "kv": {
-                    "added": ",".join(decision.added) or "-",
-                    "changed": ",".join(decision.changed) or "-",
-                    "removed": ",".join(decision.removed) or "-",
-                }
+                "added": ",".join(decision.added) or "-",
+                "changed": ",".join(decision.changed) or "-",
+                "removed": ",".join(decision.removed) or "-",
             },
         )
     for key, runs in decision.pending_removal.items():
         log.info(
             "label no longer detected, removal pending",
-            extra={"kv": {"key": key, "runs": runs, "confirmations": confirmations}},
+            extra={"key": key, "runs": runs, "confirmations": confirmations},
         )
 
 
@@ -324,7 +341,8 @@ class AgentConfig:
     once: bool = False
     dry_run: bool = False
     cleanup: bool = False
-    metrics_address: str = "0.0.0.0"
+    #: Where /metrics, /healthz and /readyz listen; None: aimkit.http.default_hosts().
+    metrics_address: str | None = None
     metrics_port: int = DEFAULT_METRICS_PORT
     waive_node_fence: bool = False
     fence_peer_node: str | None = None
@@ -339,10 +357,20 @@ def make_publisher(config: AgentConfig, stop: threading.Event) -> Publisher | No
         return None
     if config.mode == "nfd":
         return NfdPublisher(config.nfd_features_dir)
-    # Imported here so that dry runs and NFD mode never load the Kubernetes client (~40 MiB).
-    from detector.publish.node import NodePublisher, api_client_from  # noqa: PLC0415
+    # Imported here so that dry runs and NFD mode never load the HTTP client.
+    from aimkit.kube import connect  # noqa: PLC0415
+    from detector.publish.node import NodePublisher  # noqa: PLC0415
 
-    return NodePublisher(api_client_from(config.kubeconfig), config.node_name or "", stop=stop)
+    api = connect(config.kubeconfig, user_agent=f"aim-detector/{version()}", pool_size=2)
+    log.info(
+        "kubernetes api",
+        extra={
+            "server": api.server,
+            "source": api.config.source,
+            "auth": api.config.auth.describe(),
+        },
+    )
+    return NodePublisher(api, config.node_name or "", stop=stop)
 
 
 def node_dry_run_patch(publisher: Publisher) -> DryRunPatch:
@@ -386,10 +414,12 @@ def run(
     """Run as configured (cleanup, one cycle, or the loop); the process exit code."""
     stop = stop or threading.Event()
     _handle_signals(stop)
+    if not config.dry_run:
+        log.info("settings", extra=settings_fields(config))
     try:
         publisher = make_publisher(config, stop)
     except Exception as err:  # kubeconfig missing or invalid, no in-cluster credentials
-        log.error("cannot set up publishing", extra={"kv": {"mode": config.mode, "error": err}})
+        log.error("cannot set up publishing", extra={"mode": config.mode, "error": err})
         return 1
     metrics = Metrics()
     health = Health(stall_after=config.stall_after())
@@ -406,7 +436,7 @@ def run(
         try:
             agent.cleanup()
         except PublishError as err:
-            log.error("cleanup failed", extra={"kv": {"error": err}})
+            log.error("cleanup failed", extra={"error": err})
             return 1
         return 0
     if config.once:
@@ -417,17 +447,23 @@ def run(
 
     server = None
     if config.metrics_port and not config.dry_run:
-        server = MetricsServer(metrics, health, config.metrics_address, config.metrics_port)
-        server.start()
-        log.info("serving metrics", extra={"kv": {"port": server.port}})
+        hosts = [config.metrics_address] if config.metrics_address else default_hosts()
+        try:
+            holds = (FENCE_HOLD,) if agent.fence is not None else ()
+            server = serve(metrics, health, hosts, config.metrics_port, holds=holds)
+        except OSError as err:
+            log.error(
+                "cannot serve metrics",
+                extra={"addresses": ",".join(hosts), "port": config.metrics_port, "error": err},
+            )
+            return 1
+        log.info("serving metrics", extra={"addresses": ",".join(server.addresses)})
     log.info(
         "agent started",
         extra={
-            "kv": {
-                "target": publisher.target if publisher else "dry-run",
-                "interval_s": config.interval,
-                "removal_confirmations": config.removal_confirmations,
-            }
+            "target": publisher.target if publisher else "dry-run",
+            "interval_s": config.interval,
+            "removal_confirmations": config.removal_confirmations,
         },
     )
     try:
@@ -444,7 +480,7 @@ def _handle_signals(stop: threading.Event) -> None:
         return  # only the main thread may install handlers (tests run agents in threads)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra={"kv": {"signal": signal.Signals(signum).name}})
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
         stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
 

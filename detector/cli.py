@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from aimkit import logs
+from aimkit.build import version_line
 from detector.agent import GPU_BACKENDS, MODES, AgentConfig, CycleReport, run
 from detector.metrics import DEFAULT_METRICS_PORT
 from detector.probes.roots import HostRoots
@@ -25,7 +25,7 @@ from detector.publish.nfd import DEFAULT_FEATURES_DIR
 from detector.reconcile import DEFAULT_REMOVAL_CONFIRMATIONS, source_of
 
 OUTPUTS = ("table", "labels", "json")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = logs.LEVELS
 
 DESCRIPTION = """\
 Find this node's AMD Instinct GPUs and EPYC CPUs and label the Node with them:
@@ -133,7 +133,7 @@ OPTIONS = (
            "this Node's name, from the downward API (required in node mode)", "publishing",
            metavar="NAME"),
     Option("--kubeconfig", "AIM_DETECTOR_KUBECONFIG", str, None,
-           "kubeconfig file (default: in-cluster credentials, else $KUBECONFIG or "
+           "kubeconfig file (default: $KUBECONFIG, else in-cluster credentials, else "
            "~/.kube/config)", "publishing", metavar="PATH"),
     Option("--nfd-features-dir", "AIM_DETECTOR_NFD_FEATURES_DIR", Path, DEFAULT_FEATURES_DIR,
            "NFD's features.d directory (nfd mode)", "publishing", metavar="DIR"),
@@ -185,12 +185,16 @@ OPTIONS = (
     Option("--metrics-port", "AIM_DETECTOR_METRICS_PORT", _port, DEFAULT_METRICS_PORT,
            "port of /metrics, /healthz and /readyz (0 disables)", "observability",
            metavar="PORT"),
-    Option("--metrics-address", "AIM_DETECTOR_METRICS_ADDRESS", str, "0.0.0.0",
-           "address the metrics server binds", "observability", metavar="ADDR"),
+    Option("--metrics-address", "AIM_DETECTOR_METRICS_ADDRESS", str, None,
+           "address the metrics server binds (default: $POD_IP and 127.0.0.1 in a pod, "
+           "127.0.0.1 outside one)", "observability", metavar="ADDR"),
     Option("--log-level", "AIM_DETECTOR_LOG_LEVEL", _choice(LOG_LEVELS), None,
            "debug, info, warning or error (default info; warning with --dry-run)",
            "observability",
            metavar="{debug,info,warning,error}"),
+    Option("--log-format", "AIM_DETECTOR_LOG_FORMAT", _choice(logs.FORMATS), "text",
+           "text (key=value) or json lines on stderr", "observability",
+           metavar="{text,json}"),
 )  # fmt: skip
 
 _GROUPS = {
@@ -220,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_line("aim-detector"))
     groups = {name: parser.add_argument_group(title) for name, title in _GROUPS.items()}
     for opt in OPTIONS:
         shown = f"{opt.default:g}" if isinstance(opt.default, float) else opt.default
@@ -262,6 +267,11 @@ def parse_args(
         parser.error("node mode needs the Node's name: --node-name or NODE_NAME")
     if args.cleanup and args.dry_run:
         parser.error("--cleanup and --dry-run cannot be combined")
+    for flag in ("--host-root", "--sysfs-root", "--procfs-root"):
+        path = getattr(args, flag[2:].replace("-", "_"))
+        if path is not None and not Path(path).is_dir():
+            what = "not a directory" if Path(path).exists() else "no such directory"
+            parser.error(f"{flag} {path}: {what}")
     return args
 
 
@@ -328,46 +338,12 @@ def _printer(output: str, stream: TextIO) -> Callable[[CycleReport], None]:
     return print_report
 
 
-# --- logging -------------------------------------------------------------------------------
-
-
-class KeyValueFormatter(logging.Formatter):
-    """``time=... level=info logger=... msg="..." key=value ...`` (fields from ``extra["kv"]``)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields.update(getattr(record, "kv", None) or {})
-        line = " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def _quote(value: object) -> str:
-    text = str(value)
-    if text and not any(c in text for c in ' "=\\\n\t'):
-        return text
-    return json.dumps(text)
-
-
-def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(KeyValueFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # The client logs every retry of urllib3 on its own: ours already says it.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
+# --- main ------------------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.log_level or ("warning" if args.dry_run else "info"))
+    logs.setup(args.log_level or ("warning" if args.dry_run else "info"), args.log_format)
     config = config_from(args)
     on_cycle = _printer(args.output, sys.stdout) if config.dry_run else None
     return run(config, on_cycle=on_cycle)

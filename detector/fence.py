@@ -177,7 +177,7 @@ class NodeFence:
                 "node fence NOT checked (--waive-node-fence): nothing proves that this "
                 "detector can change only its own labels on its own Node; use this only on "
                 "clusters that cannot run the admission policy",
-                extra={"kv": {"node": own_node}},
+                extra={"node": own_node},
             )
         else:
             self.verdict = Verdict("unknown", "not checked yet")
@@ -205,7 +205,7 @@ class NodeFence:
                 if verdict.state == "proven"
                 else "node fence not proven, not ready"
             )
-            log.log(level, message, extra={"kv": {"state": verdict.state, "why": verdict.reason}})
+            log.log(level, message, extra={"state": verdict.state, "why": verdict.reason})
         self.verdict = verdict
         self._hold(HOLD, None if self.settled else f"node fence {verdict.state}: {verdict.reason}")
         self._export()

@@ -1,26 +1,27 @@
 """The agent's Prometheus metrics and its ``/metrics``, ``/healthz`` and ``/readyz`` endpoints.
 
-``/healthz`` (liveness) answers 200 while the loop is alive: it has not stopped and its last
-cycle ended recently enough (a wedged loop fails liveness and gets restarted). ``/readyz``
-answers 200 once labels have been published and while the last cycle's probes and publish
-succeeded, else 503 with the reason in the body. The agent keeps publishing and keeps the last
-good labels while unready; readiness only reports.
+``/healthz`` (liveness, check ``loop``) answers 200 while the loop is alive: it has not stopped
+and its last cycle ended recently enough (a wedged loop fails liveness and gets restarted).
+``/readyz`` (checks ``probes`` and ``publish``, and ``node-fence`` until the node fence is
+proven) answers 200 once labels have been published and while the last cycle's probes and
+publish succeeded, else 503 naming each failing check and why. The agent keeps publishing and
+keeps the last good labels while unready; readiness only reports. The server is
+:class:`aimkit.http.HttpServer` (timeouts, a connection cap, small request limits).
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from aimkit.build import register_build_info
+from aimkit.http import HttpServer, Response
 from detector.facts import GpuFacts
-
-log = logging.getLogger(__name__)
 
 #: Default port of the metrics and health endpoints (0 disables them).
 DEFAULT_METRICS_PORT = 9477
@@ -108,6 +109,7 @@ class Metrics:
             ["driver"],
             registry=r,
         )
+        self.build_info = register_build_info(r, "aim_detector_build_info")
         self._device_series: dict[str, set[str]] = {}
         self._series: dict[int, set[tuple[str, ...]]] = {}
 
@@ -159,7 +161,8 @@ class Health:
         self._last_cycle: float | None = None
         self._stopped = False
         self._published_once = False
-        self._unready_reason = "no cycle has completed yet"
+        self._probe_reason = "no cycle has completed yet"
+        self._publish_reason = "labels not published yet"
         self._holds: dict[str, str] = {}
 
     def cycle_done(self, probe_errors: Mapping[str, str], publish_error: str | None) -> None:
@@ -167,12 +170,15 @@ class Health:
             self._last_cycle = self._clock()
             if publish_error is None:
                 self._published_once = True
-            reasons = [f"{src} probe failed: {err}" for src, err in sorted(probe_errors.items())]
+            self._probe_reason = "; ".join(
+                f"{src} probe failed: {err}" for src, err in sorted(probe_errors.items())
+            )
             if publish_error is not None:
-                reasons.append(f"publish failed: {publish_error}")
+                self._publish_reason = f"publish failed: {publish_error}"
             elif not self._published_once:
-                reasons.append("labels not published yet")
-            self._unready_reason = "; ".join(reasons)
+                self._publish_reason = "labels not published yet"
+            else:
+                self._publish_reason = ""
 
     def hold(self, name: str, reason: str | None) -> None:
         """Keep readiness down for ``name`` while ``reason`` is set; None releases it (the node
@@ -182,6 +188,11 @@ class Health:
                 self._holds.pop(name, None)
             else:
                 self._holds[name] = reason
+
+    def hold_reason(self, name: str) -> str | None:
+        """Why ``name`` holds readiness down, or None (its named check on /readyz)."""
+        with self._lock:
+            return self._holds.get(name)
 
     def stopped(self) -> None:
         with self._lock:
@@ -200,58 +211,44 @@ class Health:
         with self._lock:
             if self._stopped:
                 return False, "the loop has stopped"
-            reasons = [*self._holds.values(), *filter(None, [self._unready_reason])]
+            reasons = [*self._holds.values()]
+            reasons += [r for r in (self._probe_reason, self._publish_reason) if r]
             if reasons:
                 return False, "; ".join(reasons)
             return True, "ok"
 
+    # -- named checks (aimkit.http) ---------------------------------------------------------
 
-class MetricsServer:
-    """``/metrics``, ``/healthz`` and ``/readyz`` on a background thread."""
+    def check_loop(self) -> str | None:
+        ok, reason = self.liveness()
+        return None if ok else reason
 
-    def __init__(self, metrics: Metrics, health: Health, address: str, port: int) -> None:
-        handler = _handler(metrics, health)
-        self._server = ThreadingHTTPServer((address, port), handler)
-        self._server.daemon_threads = True
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
-        )
+    def check_probes(self) -> str | None:
+        with self._lock:
+            return "the loop has stopped" if self._stopped else (self._probe_reason or None)
 
-    def start(self) -> MetricsServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def check_publish(self) -> str | None:
+        with self._lock:
+            return "the loop has stopped" if self._stopped else (self._publish_reason or None)
 
 
-def _handler(metrics: Metrics, health: Health) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
-            elif path in ("/healthz", "/livez"):
-                self._send_check(*health.liveness())
-            elif path == "/readyz":
-                self._send_check(*health.readiness())
-            else:
-                self._send(404, b"not found\n", "text/plain; charset=utf-8")
+def serve(
+    metrics: Metrics,
+    health: Health,
+    hosts: Sequence[str],
+    port: int,
+    holds: Sequence[str] = (),
+) -> HttpServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on a started server (see the docstring).
 
-        def _send_check(self, ok: bool, reason: str) -> None:
-            self._send(200 if ok else 503, f"{reason}\n".encode(), "text/plain; charset=utf-8")
-
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            # Probes hit these endpoints every few seconds: keep them out of the log.
-            log.debug("http " + format, *args)
-
-    return Handler
+    ``holds``: names of :meth:`Health.hold` reasons, each a readiness check of its own (the
+    node fence's ``node-fence``).
+    """
+    server = HttpServer(hosts, port, name="metrics")
+    server.route("/metrics", lambda _req: Response(200, metrics.exposition(), CONTENT_TYPE_LATEST))
+    server.healthz.add("loop", health.check_loop)
+    for name in holds:
+        server.readyz.add(name, functools.partial(health.hold_reason, name))
+    server.readyz.add("probes", health.check_probes)
+    server.readyz.add("publish", health.check_publish)
+    return server.start()

@@ -7,6 +7,7 @@ cannot read the KFD topology, ...). The agent always probes ``host/sys`` and ``h
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import threading
@@ -17,10 +18,11 @@ import urllib.request
 import pytest
 from kubernetes import client
 
+from aimkit.kube import connect
 from detector.agent import Agent, CycleReport, Reading, host_probes
 from detector.facts import CPU_SOURCE, GPU_SOURCE, ProbeError
 from detector.labels import OWNED_LABELS_ANNOTATION
-from detector.metrics import Health, Metrics, MetricsServer
+from detector.metrics import Health, Metrics, serve
 from detector.probes import amdsmi_gpu
 from detector.probes.roots import HostRoots
 from detector.publish.nfd import FILE_NAME, NfdPublisher
@@ -118,16 +120,19 @@ FAST = Backoff(attempts=3, base=0.01, cap=0.02)
 
 @pytest.fixture
 def node(kube):
-    api = kube.api_client()
+    """(the publisher's client, the Node's name); the Node is read back with the official client."""
+    official = kube.api_client()
     name = kube.unique("gpu-node")
     body = client.V1Node(metadata=client.V1ObjectMeta(name=name, labels=dict(FOREIGN)))
-    client.CoreV1Api(api).create_node(body)
+    client.CoreV1Api(official).create_node(body)
+    api = connect(kube.kubeconfig)
     yield api, name
-    client.CoreV1Api(api).delete_node(name)
+    api.close()
+    client.CoreV1Api(official).delete_node(name)
 
 
-def node_labels(api, name):
-    meta = client.CoreV1Api(api).read_node(name).metadata
+def node_labels(kube, name):
+    meta = client.CoreV1Api(kube.api_client()).read_node(name).metadata
     assert meta is not None
     return dict(meta.labels or {}), dict(meta.annotations or {})
 
@@ -151,7 +156,7 @@ def test_node_mode_full_story(kube, host, node):
     agent = make_agent(host, NodePublisher(api, name, backoff=FAST))
 
     assert agent.run_cycle().wrote
-    labels, annotations = node_labels(api, name)
+    labels, annotations = node_labels(kube, name)
     assert labels == {**FOREIGN, **expected_labels(CPX_HOST)}
     assert annotations[OWNED_LABELS_ANNOTATION] == ",".join(sorted(expected_labels(CPX_HOST)))
 
@@ -166,15 +171,15 @@ def test_node_mode_full_story(kube, host, node):
         report = agent.run_cycle()
         assert GPU_SOURCE in report.errors
         assert not report.wrote
-    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
+    assert node_labels(kube, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
 
     host.become(NO_GPU_HOST)
     assert not agent.run_cycle().wrote
-    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
+    assert node_labels(kube, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
     report = agent.run_cycle()
     assert report.wrote
     assert report.ok
-    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(NO_GPU_HOST)}
+    assert node_labels(kube, name)[0] == {**FOREIGN, **expected_labels(NO_GPU_HOST)}
 
 
 @pytest.mark.cluster
@@ -187,7 +192,7 @@ def test_node_mode_restart_reads_the_annotation(kube, host, node):
     host.become(NO_GPU_HOST)
     restarted.run_cycle()
     restarted.run_cycle()
-    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(NO_GPU_HOST)}
+    assert node_labels(kube, name)[0] == {**FOREIGN, **expected_labels(NO_GPU_HOST)}
 
 
 @pytest.mark.cluster
@@ -204,7 +209,7 @@ def test_node_mode_api_outage_then_recovery(kube, host, node):
     report = agent.run_cycle()
     assert report.ok
     assert report.wrote
-    assert node_labels(api, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
+    assert node_labels(kube, name)[0] == {**FOREIGN, **expected_labels(CPX_HOST)}
 
 
 @pytest.mark.cluster
@@ -213,7 +218,7 @@ def test_node_mode_cleanup_removes_only_ours(kube, host, node):
     agent = make_agent(host, NodePublisher(api, name, backoff=FAST))
     agent.run_cycle()
     assert agent.cleanup() is True
-    labels, annotations = node_labels(api, name)
+    labels, annotations = node_labels(kube, name)
     assert labels == FOREIGN
     assert OWNED_LABELS_ANNOTATION not in annotations
 
@@ -314,7 +319,7 @@ def get(url):
 def test_metrics_and_health_endpoints(tmp_path, host):
     metrics = Metrics()
     health = Health(stall_after=3600)
-    server = MetricsServer(metrics, health, "127.0.0.1", 0).start()
+    server = serve(metrics, health, ["127.0.0.1"], 0)
     base = f"http://127.0.0.1:{server.port}"
     try:
         agent = make_agent(
@@ -329,6 +334,9 @@ def test_metrics_and_health_endpoints(tmp_path, host):
         assert get(base + "/readyz") == (200, "ok\n")
         code, text = get(base + "/metrics")
         assert code == 200
+        assert re.search(
+            r'^aim_detector_build_info\{python_version="[\d.]+",version="[^"]+"\} 1\.0$', text, re.M
+        )
         for line in (
             'aim_detector_devices{model="MI300X",source="gpu"} 8.0',
             'aim_detector_devices{model="EPYC_ZEN4",source="cpu"} 2.0',
@@ -344,7 +352,8 @@ def test_metrics_and_health_endpoints(tmp_path, host):
         agent.run_cycle()
         code, body = get(base + "/readyz")
         assert code == 503
-        assert "gpu probe failed" in body
+        assert "[-]probes failed: gpu probe failed" in body
+        assert "[+]publish ok" in body
         code, text = get(base + "/metrics")
         assert 'aim_detector_probe_errors_total{reason="error",source="gpu"} 1.0' in text
         assert "aim_detector_healthy 0.0" in text

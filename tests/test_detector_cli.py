@@ -209,11 +209,54 @@ def test_bad_usage_exits_2_and_says_why(args, env, message):
 
 
 def test_unreachable_cluster_config_exits_1(tmp_path):
-    proc = detector(
-        "--once", "--node-name", "n1", "--kubeconfig", str(tmp_path / "missing"), "--host-root", "/"
-    )
+    missing = tmp_path / "missing"
+    proc = detector("--once", "--node-name", "n1", "--kubeconfig", str(missing), "--host-root", "/")
     assert proc.returncode == 1
     assert "cannot set up publishing" in proc.stderr
+    assert f"kubeconfig {missing}: no such file" in proc.stderr
+
+
+def test_version():
+    proc = detector("--version")
+    assert proc.returncode == 0
+    assert re.fullmatch(r"aim-detector \S+ \(aim-accelerator, Python 3\.\d+\.\d+\)\n", proc.stdout)
+
+
+@pytest.mark.parametrize("flag", ["--host-root", "--sysfs-root", "--procfs-root"])
+def test_a_wrong_host_root_names_the_missing_path(tmp_path, flag):
+    proc = detector("--once", "--dry-run", flag, str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert f"{flag} {tmp_path / 'nope'}: no such directory" in proc.stderr
+
+
+def test_an_unreachable_api_server_is_one_log_line(tmp_path, trees):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: c, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: c}}]\n"
+    )
+    proc = detector(
+        "--once", "--node-name", "gpu-1", "--kubeconfig", str(config),
+        "--host-root", str(trees[CPX_HOST]), "--gpu-backend", "sysfs",
+        env={"AIM_DETECTOR_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    entries = [json.loads(line) for line in proc.stderr.splitlines()]
+    problems = [e for e in entries if e["level"] in ("warning", "error")]
+    assert [(e["msg"], e["error"]) for e in problems] == [
+        (
+            "cannot read the published labels",
+            f"GET node gpu-1: cannot reach http://127.0.0.1:{port}: connection refused",
+        )
+    ]
+    (settings,) = [e for e in entries if e["msg"] == "settings"]
+    assert settings["mode"] == "node"
+    assert settings["node_name"] == "gpu-1"
+    assert settings["roots.sysfs"] == str(trees[CPX_HOST] / "sys")
 
 
 # --- node mode against the API server ----------------------------------------------------------
@@ -321,3 +364,38 @@ def test_loop_serves_health_and_stops_cleanly_on_sigterm(tmp_path, trees):
     assert "signal=SIGTERM" in stderr
     assert 'msg="agent stopped"' in stderr
     assert (features / FILE_NAME).exists(), "stopping is not uninstalling: the labels stay"
+
+
+@pytest.mark.parametrize(
+    ("pod_ip", "addresses"),
+    [(None, ["127.0.0.1"]), ("127.0.0.2", ["127.0.0.2", "127.0.0.1"])],
+)
+def test_metrics_listen_on_loopback_outside_a_pod_and_on_the_pod_ip_in_one(
+    tmp_path, trees, pod_ip, addresses
+):
+    port = free_port()
+    env = {k: v for k, v in CLEAN_ENV.items() if k not in ("POD_IP", "KUBERNETES_SERVICE_HOST")}
+    if pod_ip:
+        env["POD_IP"] = pod_ip  # the downward API's status.podIP (a loopback stand-in here)
+    proc = subprocess.Popen(
+        [*DETECTOR, "--mode", "nfd", "--nfd-features-dir", str(tmp_path / "features.d"),
+         "--host-root", str(trees[CPX_HOST]), "--gpu-backend", "sysfs", "--interval", "5",
+         "--metrics-port", str(port), "--log-format", "json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            time.monotonic() < deadline and http_get(f"http://127.0.0.1:{port}/healthz")[0] != 200
+        ):
+            time.sleep(0.05)
+        for address in addresses:
+            assert http_get(f"http://{address}:{port}/healthz")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    (serving,) = [e for e in map(json.loads, stderr.splitlines()) if e["msg"] == "serving metrics"]
+    assert serving["addresses"] == ",".join(f"{a}:{port}" for a in addresses)

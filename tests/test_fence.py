@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from aimkit.kube import connect
 from detector.agent import AgentConfig, make_fence, node_dry_run_patch
 from detector.fence import (
     FOREIGN_PROBE_LABEL,
@@ -120,7 +121,7 @@ def nodes(kube):
 
 
 def _fence(kube, **kwargs: Any) -> tuple[NodeFence, Metrics, Health]:
-    publisher = NodePublisher(kube.api_client(), "gpu-1", backoff=Backoff(attempts=1))
+    publisher = NodePublisher(connect(kube.kubeconfig), "gpu-1", backoff=Backoff(attempts=1))
     metrics, health = Metrics(), Health(stall_after=3600)
     fence = NodeFence(
         node_dry_run_patch(publisher),

@@ -73,7 +73,7 @@ class NfdPublisher:
         if "\ufffd" in text:
             log.warning(
                 "features file partly garbled; keeping the lines that still parse",
-                extra={"kv": {"path": str(self.path)}},
+                extra={"path": str(self.path)},
             )
         return parse(text)
 
@@ -85,7 +85,7 @@ class NfdPublisher:
         if self._read_text() == content:
             return False
         self._write_atomically(content)
-        log.info("features file written", extra={"kv": {"path": str(self.path)}})
+        log.info("features file written", extra={"path": str(self.path)})
         return True
 
     def cleanup(self) -> bool:
@@ -109,7 +109,7 @@ class NfdPublisher:
             # Unreadable or garbled: rewriting it is the fix, so treat it as different content.
             log.warning(
                 "features file unreadable, rewriting",
-                extra={"kv": {"path": str(self.path), "error": str(err)}},
+                extra={"path": str(self.path), "error": str(err)},
             )
             return ""
 
