@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import platform
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Gauge
 
 DISTRIBUTION = "aim-accelerator"
 
@@ -28,6 +30,9 @@ def version_line(program: str) -> str:
 
 def register_build_info(registry: CollectorRegistry, metric: str) -> Gauge:
     """``<metric>{version, python_version} 1``, the conventional build-info gauge."""
+    # Imported here: --version and the offline commands need no Prometheus client.
+    from prometheus_client import Gauge  # noqa: PLC0415
+
     gauge = Gauge(
         metric,
         "Always 1; the labels say which build is running.",

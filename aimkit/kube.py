@@ -163,6 +163,11 @@ class KubeClient:
     def server(self) -> str:
         return self.config.server
 
+    def log_fields(self) -> dict[str, str]:
+        """Where and as whom, for the start-up log line (no secrets)."""
+        c = self.config
+        return {"server": c.server, "source": c.source, "auth": c.auth.describe()}
+
     def close(self) -> None:
         with self._lock:
             if self._pools is not None:

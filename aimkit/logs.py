@@ -20,7 +20,9 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -109,3 +111,31 @@ def settings_fields(settings: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = value
     return safe_extra(out)
+
+
+class Throttle:
+    """Say a repeated failure once: ``allow(text)`` is True for a text unlike the last one
+    allowed, or the same text once ``interval`` seconds have passed (a reminder)."""
+
+    def __init__(
+        self, interval: float = 600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: tuple[str, float] | None = None
+
+    def allow(self, text: str) -> bool:
+        now = self._clock()
+        with self._lock:
+            last = self._last
+            if last is not None and last[0] == text and now - last[1] < self._interval:
+                return False
+            self._last = (text, now)
+            return True
+
+    def reset(self) -> bool:
+        """Forget the last failure; True when there was one (time to say it recovered)."""
+        with self._lock:
+            had, self._last = self._last is not None, None
+            return had

@@ -362,14 +362,7 @@ def make_publisher(config: AgentConfig, stop: threading.Event) -> Publisher | No
     from detector.publish.node import NodePublisher  # noqa: PLC0415
 
     api = connect(config.kubeconfig, user_agent=f"aim-detector/{version()}", pool_size=2)
-    log.info(
-        "kubernetes api",
-        extra={
-            "server": api.server,
-            "source": api.config.source,
-            "auth": api.config.auth.describe(),
-        },
-    )
+    log.info("kubernetes api", extra=api.log_fields())
     return NodePublisher(api, config.node_name or "", stop=stop)
 
 

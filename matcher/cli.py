@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from aimkit.build import version_line
 from matcher import offline
 from matcher.api import crd
 from matcher.api.models import Precision
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aim-matcher",
         description="Match AIM profiles against cluster nodes (offline or as a controller).",
     )
+    parser.add_argument("--version", action="version", version=version_line("aim-matcher"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser(

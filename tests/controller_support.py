@@ -9,6 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
+from aimkit.kube import connect
 from detector.labels import accelerator_label_key, partition_label_key
 from matcher.controller.informer import InformerSettings
 from matcher.controller.manager import Controller, ControllerSettings
@@ -150,8 +151,8 @@ def status_writes(server: Any, name: str | None = None, agent: str | None = None
 def start_controller(
     kube: Any, identity: str = "matcher-a", start: bool = True, **overrides: Any
 ) -> Controller:
-    api = kube.api_client()
-    api.user_agent = f"aim-matcher/{identity}"
+    # The controller's own client (aimkit.kube); tests read back with the official one.
+    api = connect(kube.kubeconfig, user_agent=f"aim-matcher/{identity}", pool_size=16)
     settings: dict[str, Any] = {
         "identity": identity,
         "lease_name": "aim-matcher",

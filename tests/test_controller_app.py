@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aimkit.logs import Formatter
 from matcher.cli import main as cli_main
-from matcher.controller.app import JsonFormatter, build_parser, settings_from_args
+from matcher.controller.app import build_parser, settings_from_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,7 +66,7 @@ def test_logs_are_json_lines_with_the_extra_fields():
         {"name": "matcher.controller", "levelname": "INFO", "msg": "status written %s",
          "args": ("now",), "profile": "aimclusterprofile/x", "status": "Ready"}
     )  # fmt: skip
-    entry = json.loads(JsonFormatter().format(record))
+    entry = json.loads(Formatter("json").format(record))
     assert entry["msg"] == "status written now"
     assert entry["level"] == "info"
     assert entry["profile"] == "aimclusterprofile/x"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from aimkit.kube import connect
 from matcher.controller.informer import Informer, InformerSettings
 from matcher.core.nodes import node_view
 from tests.controller_support import MI300X, node_obj, wait_for
@@ -59,7 +60,13 @@ def informer(kube, nodes):
     core = client.CoreV1Api(kube.api_client())
     rec = Recorder()
     inf = Informer(
-        "nodes", core.list_node, node_view, rec, settings=SETTINGS, on_health=rec.on_health
+        "nodes",
+        connect(kube.kubeconfig),
+        "/api/v1/nodes",
+        node_view,
+        rec,
+        settings=SETTINGS,
+        on_health=rec.on_health,
     )
     inf.start()
     assert inf.synced.wait(10)

@@ -396,7 +396,7 @@ def test_matcher_rbac_covers_what_the_controller_calls():
     assert "--lease-name=aim-matcher" in args
     assert "--config-map=aim-matcher-config" in args
     events = (ROOT / "matcher" / "controller" / "events.py").read_text()
-    assert "create_namespaced_event" in events  # core/v1 Events
+    assert '"POST", f"/api/v1/namespaces/{namespace}/events"' in events  # core/v1 Events
 
 
 # --- Pods --------------------------------------------------------------------------------

@@ -1,14 +1,14 @@
 """``aim-matcher run``: the live controller as a process.
 
-Configuration comes from flags (and POD_NAMESPACE / POD_NAME / KUBECONFIG from the
-environment, as the Deployment sets them); logs are JSON lines on stderr; SIGTERM and SIGINT
-stop the controller and release the lease so a standby replica takes over at once.
+Configuration comes from flags (and POD_NAMESPACE / POD_NAME / POD_IP / KUBECONFIG from the
+environment, as the Deployment sets them); logs are JSON lines (or text) on stderr, and the
+effective settings are logged once at start; SIGTERM and SIGINT stop the controller and release
+the lease so a standby replica takes over at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -16,38 +16,17 @@ import socket
 import sys
 import threading
 import uuid
-from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 
-from kubernetes import client
-from kubernetes import config as kube_config
-
+from aimkit import logs
+from aimkit.build import version, version_line
+from aimkit.http import split_host_port
+from aimkit.kube import ConfigError, connect
+from aimkit.logs import settings_fields
 from matcher.controller.informer import InformerSettings
 from matcher.controller.manager import DEFAULT_CONFIG_MAP, Controller, ControllerSettings
 
 log = logging.getLogger("matcher.controller")
-
-# LogRecord attributes that are not "extra" fields.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and every ``extra`` field."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value if isinstance(value, int | float | bool | str) else str(value)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aim-matcher run",
         description="Watch nodes and AIM profiles; keep every profile's status true.",
     )
+    p.add_argument("--version", action="version", version=version_line("aim-matcher"))
     p.add_argument(
         "--kubeconfig",
         help="kubeconfig file (default: $KUBECONFIG, then in-cluster, then ~/.kube/config)",
@@ -112,55 +92,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff-cap", type=float, default=10.0, help="seconds (default 10)")
     p.add_argument(
         "--health-addr",
-        default="0.0.0.0:8080",
-        help="HOST:PORT for /metrics, /healthz, /readyz; port 0 picks one; '' disables",
+        default=":8080",
+        help="HOST:PORT for /metrics, /healthz, /readyz; no HOST: $POD_IP and 127.0.0.1 in a "
+        "pod, 127.0.0.1 outside one; port 0 picks one; '' disables (default :8080)",
     )
-    p.add_argument("--metrics-port", type=int, help="shorthand for --health-addr 0.0.0.0:PORT")
+    p.add_argument("--metrics-port", type=int, help="shorthand for --health-addr :PORT")
     p.add_argument("--no-events", action="store_true", help="do not record Kubernetes Events")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="json", choices=["json", "text"])
+    p.add_argument("--log-level", default="info", choices=logs.LEVELS)
+    p.add_argument(
+        "--log-format",
+        default="json",
+        choices=logs.FORMATS,
+        help="json lines (default) or text (key=value) on stderr",
+    )
     return p
-
-
-def api_client(kubeconfig: str | None) -> client.ApiClient:
-    """--kubeconfig, then $KUBECONFIG, then in-cluster, then ~/.kube/config."""
-    # The client's config loaders are untyped; Any keeps mypy's strict mode quiet about them.
-    config: Any = kube_config
-    configuration = client.Configuration()
-    path = kubeconfig or os.environ.get("KUBECONFIG")
-    if path:
-        config.load_kube_config(config_file=path, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
-    # One long-lived watch per informer plus workers and the elector share the pool.
-    configuration.connection_pool_maxsize = 16
-    return client.ApiClient(configuration)
-
-
-def _configure_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # urllib3 warns on every retried connection; our own logs say what failed.
-    logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
     health_port: int | None = None
-    health_host = "0.0.0.0"
+    health_host = ""
     if args.metrics_port is not None:
-        args.health_addr = f"0.0.0.0:{args.metrics_port}"
+        args.health_addr = f":{args.metrics_port}"
     if args.health_addr:
-        host, _, port = args.health_addr.rpartition(":")
-        health_host, health_port = host or "0.0.0.0", int(port)
+        health_host, health_port = split_host_port(args.health_addr)
     return ControllerSettings(
         identity=args.identity,
         profile_namespaces=tuple(args.namespaces),
@@ -189,22 +143,19 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level, args.log_format)
+    logs.setup(args.log_level, args.log_format)
     try:
         settings = settings_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        api = api_client(args.kubeconfig)
-        # Audit logs (and the tests' request record) tell the replicas apart by this.
-        api.user_agent = f"aim-matcher/{settings.identity}"
-    except (kube_config.ConfigException, OSError) as exc:
-        source = args.kubeconfig or os.environ.get("KUBECONFIG") or "in-cluster or ~/.kube/config"
-        print(
-            f"aim-matcher run: cannot load Kubernetes configuration ({source}): {exc}",
-            file=sys.stderr,
-        )
+        # Audit logs (and the tests' request record) tell the replicas apart by the agent.
+        api = connect(args.kubeconfig, user_agent=f"aim-matcher/{settings.identity}", pool_size=16)
+    except ConfigError as exc:
+        print(f"aim-matcher run: cannot load Kubernetes configuration: {exc}", file=sys.stderr)
         return 2
+    log.info("settings", extra={"version": version(), **settings_fields(settings)})
+    log.info("kubernetes api", extra=api.log_fields())
     try:
         controller = Controller(api, settings)
     except (ValueError, OSError) as exc:
@@ -230,7 +181,6 @@ def main(argv: list[str]) -> int:
     )
     stop.wait()
     controller.stop(release=True)
-    closer: Any = api
-    closer.close()
+    api.close()
     log.info("stopped")
     return 0

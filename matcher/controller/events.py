@@ -13,6 +13,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from aimkit.kube import KubeClient
 from matcher.api.models import API_VERSION
 from matcher.controller.informer import TRANSPORT_ERRORS, error_text
 from matcher.controller.status_writer import ProfileKey
@@ -24,8 +25,8 @@ CLUSTER_EVENT_NAMESPACE = "default"
 
 
 class EventRecorder:
-    def __init__(self, core_api: Any, instance: str, request_timeout: float = 5.0) -> None:
-        self._api = core_api
+    def __init__(self, api: KubeClient, instance: str, request_timeout: float = 5.0) -> None:
+        self._api = api
         self._instance = instance
         self._timeout = request_timeout
 
@@ -65,8 +66,8 @@ class EventRecorder:
             "count": 1,
         }
         try:
-            self._api.create_namespaced_event(
-                namespace, body, _preload_content=False, _request_timeout=self._timeout
+            self._api.request(
+                "POST", f"/api/v1/namespaces/{namespace}/events", body=body, timeout=self._timeout
             )
         except TRANSPORT_ERRORS as exc:
             log.warning("cannot record event: %s", error_text(exc), extra={"profile": str(key)})

@@ -7,23 +7,29 @@ exponentially. After ``failure_threshold`` consecutive failures the informer rep
 unhealthy (the controller marks node-dependent profiles Degraded) and healthy again on the
 first success.
 
-Lists and watches read raw JSON (``_preload_content=False``): the generated models cost
-several times the memory and time of ``json.loads`` for a 5,000-node list, and each object
-is projected by ``transform`` straight away so only the projection stays in memory.
+Lists and watches read raw JSON through ``aimkit.kube`` (the generated models of the
+``kubernetes`` package cost several times the memory and time of ``json.loads`` for a 5,000-node
+list), and each object is projected by ``transform`` straight away so only the projection stays
+in memory.
+
+A collection the API server does not serve (404: its CRD is not installed) is reported once,
+with ``missing_hint`` saying what to do, and retried at the back-off cap until it appears; the
+same failure repeated is logged once (then every 10 minutes), its recovery once.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import urllib3
-from kubernetes.client.exceptions import ApiException
+
+from aimkit.kube import ApiError, KubeClient, KubeError, TransportError, WatchStream
+from aimkit.logs import Throttle
 
 T = TypeVar("T")
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -32,7 +38,7 @@ log = logging.getLogger(__name__)
 
 #: Errors a list or watch can fail with: API errors and broken connections.
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    ApiException,
+    KubeError,
     urllib3.exceptions.HTTPError,
     OSError,
     ValueError,  # a truncated or garbled JSON body
@@ -71,32 +77,28 @@ def object_key(obj: Mapping[str, Any]) -> str:
 
 def error_text(exc: BaseException) -> str:
     """One line saying what went wrong, for logs, status messages and metrics."""
-    if isinstance(exc, ApiException):
-        reason = exc.reason or ""
-        message = ""
-        if exc.body:
-            try:
-                message = json.loads(exc.body).get("message", "")
-            except (ValueError, AttributeError):
-                message = str(exc.body)[:200]
-        text = f"HTTP {exc.status} {reason}".strip()
-        return f"{text}: {message}" if message else text
+    if isinstance(exc, ApiError):
+        text = f"HTTP {exc.status} {exc.reason}".strip()
+        return f"{text}: {exc.message}" if exc.message else text
+    if isinstance(exc, TransportError):
+        return exc.why
     return f"{type(exc).__name__}: {exc}"
 
 
 class Informer(Generic[T]):
     """Keeps ``store`` (key -> transform(object)) in step with one API collection.
 
-    ``call`` is a generated list function (``CoreV1Api.list_node``, or a partial of
-    ``CustomObjectsApi.list_cluster_custom_object`` with group/version/plural bound); it is
-    called with list or watch parameters. ``transform`` projects an object; when it raises
-    ``ValueError`` the object is logged and treated as absent.
+    ``path`` is the collection (``/api/v1/nodes``, ``/apis/<group>/<version>/<plural>``),
+    listed and watched through ``api`` with ``query`` added (a field selector).
+    ``transform`` projects an object; when it raises ``ValueError`` the object is logged and
+    treated as absent.
     """
 
     def __init__(
         self,
         name: str,
-        call: Callable[..., Any],
+        api: KubeClient,
+        path: str,
         transform: Callable[[Mapping[str, Any]], T],
         handler: Handler[T],
         *,
@@ -104,11 +106,14 @@ class Informer(Generic[T]):
         on_health: Callable[[bool, str], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
         on_synced: Callable[[], None] | None = None,
-        call_kwargs: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+        missing_hint: str = "",
     ) -> None:
         self.name = name
-        self._call = call
-        self._call_kwargs = dict(call_kwargs or {})
+        self._api = api
+        self.path = path
+        self._query = dict(query or {})
+        self._missing_hint = missing_hint
         self._transform = transform
         self._handler = handler
         self._settings = settings or InformerSettings()
@@ -121,8 +126,11 @@ class Informer(Generic[T]):
         self._stop = threading.Event()
         self._failures = 0
         self._healthy = True
+        self._throttle = Throttle()
+        #: Why the last list or watch failed, until one succeeds (for /readyz).
+        self.last_error: str | None = None
         self._response_lock = threading.Lock()
-        self._response: Any = None
+        self._response: WatchStream | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -151,11 +159,7 @@ class Informer(Generic[T]):
         with self._response_lock:
             response = self._response
         if response is not None:
-            try:
-                response.shutdown()
-                response.release_conn()
-            except Exception:  # already closed: nothing to interrupt
-                pass
+            response.interrupt()
 
     def run(self) -> None:
         need_list = True
@@ -173,7 +177,7 @@ class Informer(Generic[T]):
             except TRANSPORT_ERRORS as exc:
                 if self._stop.is_set():
                     break
-                if isinstance(exc, ApiException) and exc.status == 410:
+                if isinstance(exc, ApiError) and exc.status == 410:
                     self._restarted("gone")
                     need_list = True
                     continue
@@ -191,12 +195,14 @@ class Informer(Generic[T]):
         items: dict[str, T] = {}
         continue_token: str | None = None
         while True:
-            kwargs: dict[str, Any] = dict(self._call_kwargs, limit=self._settings.page_size)
+            query: dict[str, Any] = dict(self._query, limit=self._settings.page_size)
             if continue_token:
-                kwargs["_continue"] = continue_token
+                query["continue"] = continue_token
             try:
-                page = self._get_json(**kwargs)
-            except ApiException as exc:
+                page = self._api.request(
+                    "GET", self.path, query=query, timeout=self._settings.request_timeout
+                )
+            except ApiError as exc:
                 if exc.status == 410 and continue_token:
                     # The snapshot behind the continue token expired: start the list over.
                     items.clear()
@@ -229,17 +235,6 @@ class Informer(Generic[T]):
                 extra={"informer": self.name, "object": key},
             )
 
-    def _get_json(self, **kwargs: Any) -> dict[str, Any]:
-        response = self._call(
-            _preload_content=False, _request_timeout=self._settings.request_timeout, **kwargs
-        )
-        try:
-            data = response.data
-        finally:
-            response.release_conn()
-        result: dict[str, Any] = json.loads(data)
-        return result
-
     def _replace(self, items: dict[str, T]) -> None:
         old_store = self.store
         self.store = items
@@ -258,30 +253,33 @@ class Informer(Generic[T]):
     def _watch(self) -> None:
         timeout = self._settings.watch_timeout
         server_timeout = int(random.uniform(timeout, 2 * timeout))
-        response = self._call(
-            **self._call_kwargs,
-            watch=True,
-            allow_watch_bookmarks=True,
-            resource_version=self.resource_version or None,
-            timeout_seconds=max(1, server_timeout),
-            _preload_content=False,
+        query: dict[str, Any] = dict(
+            self._query,
+            allowWatchBookmarks="true",
+            timeoutSeconds=max(1, server_timeout),
+        )
+        if self.resource_version:
+            query["resourceVersion"] = self.resource_version
+        stream = self._api.watch(
+            self.path,
+            query,
             # The read timeout is a dead-connection detector, longer than the server's own.
-            _request_timeout=(self._settings.request_timeout, server_timeout + 30),
+            timeout=(self._settings.request_timeout, server_timeout + 30),
         )
         with self._response_lock:
-            self._response = response
+            self._response = stream
         try:
             if self._stop.is_set():
                 return
             self._succeeded()
-            for event_type, obj in _events(response):
+            for event_type, obj in stream:
                 if self._stop.is_set():
                     return
                 self._apply(event_type, obj)
         finally:
             with self._response_lock:
                 self._response = None
-            response.release_conn()
+            stream.close()
         # A watch that ends cleanly (server timeout, dropped stream) resumes where it was.
         if not self._stop.is_set():
             self._restarted("closed")
@@ -291,7 +289,12 @@ class Informer(Generic[T]):
             code = obj.get("code")
             if code == 410:
                 raise Gone(str(obj.get("message", "")))
-            raise ApiException(status=code or 500, reason=str(obj.get("message", "watch error")))
+            raise ApiError(
+                int(code or 500),
+                str(obj.get("reason") or ""),
+                str(obj.get("message") or "watch error"),
+                what=f"watch {self.path}",
+            )
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if rv:
             self.resource_version = str(rv)
@@ -326,6 +329,9 @@ class Informer(Generic[T]):
 
     def _succeeded(self) -> None:
         self._failures = 0
+        self.last_error = None
+        if self._throttle.reset() and self._healthy:
+            log.info("list/watch works again", extra={"informer": self.name})
         if not self._healthy:
             self._healthy = True
             log.info("recovered", extra={"informer": self.name})
@@ -335,7 +341,15 @@ class Informer(Generic[T]):
     def _failed(self, exc: BaseException) -> None:
         self._failures += 1
         text = error_text(exc)
-        log.warning(
+        missing = isinstance(exc, ApiError) and exc.status == 404 and bool(self._missing_hint)
+        if missing:
+            text = f"{self.path} is not served by the API server: {self._missing_hint}"
+        self.last_error = text
+        level = logging.ERROR if missing else logging.WARNING
+        if not self._throttle.allow(text):
+            level = logging.DEBUG  # said already: an outage is one line, not one per retry
+        log.log(
+            level,
             "list/watch failed: %s",
             text,
             extra={"informer": self.name, "failures": self._failures},
@@ -360,27 +374,6 @@ class Informer(Generic[T]):
 
 def _retry_after(exc: BaseException) -> float:
     """Seconds a 429/503 asked us to wait (``Retry-After``), capped; 0 when it did not."""
-    headers = getattr(exc, "headers", None) or {}
-    try:
-        return min(60.0, float(headers.get("Retry-After", 0)))
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def _lines(response: Any) -> Iterator[bytes]:
-    """Newline-delimited lines of a streamed body, as the chunks arrive."""
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=False):
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        yield from lines
-    if buffer:
-        yield buffer
-
-
-def _events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    for line in _lines(response):
-        if not line.strip():
-            continue
-        event = json.loads(line)
-        yield str(event.get("type", "")), event.get("object") or {}
+    if isinstance(exc, ApiError) and exc.retry_after is not None:
+        return min(60.0, exc.retry_after)
+    return 0.0

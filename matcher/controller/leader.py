@@ -28,8 +28,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
+from aimkit.kube import ApiError, KubeClient
 from matcher.controller.informer import TRANSPORT_ERRORS, error_text
 
 log = logging.getLogger(__name__)
@@ -81,14 +80,15 @@ def micro_time(moment: datetime) -> str:
 class LeaderElector:
     def __init__(
         self,
-        coordination_api: Any,
+        api: KubeClient,
         settings: LeaderSettings,
         *,
         on_started_leading: Callable[[], None] | None = None,
         on_stopped_leading: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._api = coordination_api
+        self._api = api
+        self._leases = f"/apis/coordination.k8s.io/v1/namespaces/{settings.namespace}/leases"
         self.settings = settings
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
@@ -202,8 +202,8 @@ class LeaderElector:
             }
             return self._write(
                 started,
-                lambda: self._api.create_namespaced_lease(
-                    s.namespace, body, _preload_content=False, _request_timeout=s.request_timeout
+                lambda: self._api.request(
+                    "POST", self._leases, body=body, timeout=s.request_timeout
                 ),
             )
         self._observe(current)
@@ -225,12 +225,8 @@ class LeaderElector:
         current["spec"] = self._spec(acquire, now, transitions)
         return self._write(
             started,
-            lambda: self._api.replace_namespaced_lease(
-                s.name,
-                s.namespace,
-                current,
-                _preload_content=False,
-                _request_timeout=s.request_timeout,
+            lambda: self._api.request(
+                "PUT", f"{self._leases}/{s.name}", body=current, timeout=s.request_timeout
             ),
         )
 
@@ -247,25 +243,21 @@ class LeaderElector:
     def _read(self) -> dict[str, Any] | None:
         s = self.settings
         try:
-            response = self._api.read_namespaced_lease(
-                s.name, s.namespace, _preload_content=False, _request_timeout=s.request_timeout
-            )
-        except ApiException as exc:
+            return self._api.request("GET", f"{self._leases}/{s.name}", timeout=s.request_timeout)
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
-        data: dict[str, Any] = json.loads(response.data)
-        return data
 
-    def _write(self, started: float, call: Callable[[], Any]) -> Attempt:
+    def _write(self, started: float, call: Callable[[], dict[str, Any]]) -> Attempt:
         try:
-            response = call()
+            written = call()
         except TRANSPORT_ERRORS as exc:
             # 409: someone else wrote the lease since we read it; they won this round. The
             # retry reads it again and sees who holds it now.
             log.info("lease write failed: %s", error_text(exc), extra={"lease": self.settings.name})
             return Attempt.FAILED
-        self._observe(json.loads(response.data))
+        self._observe(written)
         with self._lock:
             if self._leading and self._clock() - self._last_renew >= self.settings.renew_deadline:
                 self._lapsed = True
@@ -292,12 +284,8 @@ class LeaderElector:
             now = micro_time(datetime.now(UTC))
             spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
             current["spec"] = {k: v for k, v in spec.items() if v != ""}
-            self._api.replace_namespaced_lease(
-                s.name,
-                s.namespace,
-                current,
-                _preload_content=False,
-                _request_timeout=s.request_timeout,
+            self._api.request(
+                "PUT", f"{self._leases}/{s.name}", body=current, timeout=s.request_timeout
             )
             log.info("released lease", extra={"lease": s.name, "identity": s.identity})
         except TRANSPORT_ERRORS as exc:

@@ -9,7 +9,6 @@ key), so one lock costs nothing measurable under the GIL.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections import Counter
@@ -18,15 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-
+from aimkit.http import HttpServer, Response
+from aimkit.kube import KubeClient
 from detector.labels import accelerator_id_of
-from matcher.api.models import GROUP, KIND_CLUSTER_PROFILE, KIND_PROFILE, VERSION, ProfileStatus
+from matcher.api.models import KIND_CLUSTER_PROFILE, KIND_PROFILE, ProfileStatus
 from matcher.controller.events import EventRecorder
 from matcher.controller.index import AffectedIndex
 from matcher.controller.informer import TRANSPORT_ERRORS, Informer, InformerSettings, error_text
 from matcher.controller.leader import LeaderElector, LeaderSettings
-from matcher.controller.metrics import HealthServer, Metrics
+from matcher.controller.metrics import CONTENT_TYPE, Metrics
 from matcher.controller.reconciler import (
     CachedProfile,
     Conflict,
@@ -35,7 +34,12 @@ from matcher.controller.reconciler import (
     desired_status,
     profile_deps,
 )
-from matcher.controller.status_writer import PLURALS, ProfileKey, StatusWriter
+from matcher.controller.status_writer import (
+    PLURALS,
+    ProfileKey,
+    StatusWriter,
+    collection_path,
+)
 from matcher.controller.workqueue import ExponentialBackoff, WorkQueue
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
@@ -45,6 +49,8 @@ from matcher.core.nodes import NodeView, node_view
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_MAP = "aim-matcher-config"
+#: What to do when the API server does not serve the profile kinds.
+CRDS_HINT = "install the CRDs (kubectl apply -k daemonset/)"
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ class ControllerSettings:
     retry_cap: float = 30.0
     events: bool = True
     #: Serve /metrics, /healthz, /readyz here; port None: no server, 0: any free port.
-    health_host: str = "0.0.0.0"
+    #: Host "": aimkit.http.default_hosts() (loopback outside a pod, $POD_IP in one).
+    health_host: str = ""
     health_port: int | None = None
 
 
@@ -85,7 +92,7 @@ class _Callbacks:
 
 
 class Controller:
-    def __init__(self, api_client: client.ApiClient, settings: ControllerSettings) -> None:
+    def __init__(self, api: KubeClient, settings: ControllerSettings) -> None:
         self.settings = settings
         s = settings
         self.metrics = Metrics()
@@ -104,12 +111,10 @@ class Controller:
         self._workable = threading.Event()
         self._threads: list[threading.Thread] = []
 
-        core = client.CoreV1Api(api_client)
-        custom = client.CustomObjectsApi(api_client)
         self.leader: LeaderElector | None = None
         if s.leader_election:
             self.leader = LeaderElector(
-                client.CoordinationV1Api(api_client),
+                api,
                 LeaderSettings(
                     name=s.lease_name,
                     namespace=s.lease_namespace,
@@ -123,28 +128,26 @@ class Controller:
         self.reconciler = Reconciler(
             profiles=self._reconcilable,
             evaluate_locked=self._evaluate,
-            writer=StatusWriter(custom),
-            recorder=EventRecorder(core, s.identity) if s.events else None,
+            writer=StatusWriter(api),
+            recorder=EventRecorder(api, s.identity) if s.events else None,
             is_leader=self.is_leader,
             on_write=lambda result: self.metrics.status_writes.labels(result).inc(),
             on_event=lambda reason: self.metrics.events.labels(reason).inc(),
         )
-        self.informers = self._informers(core, custom)
+        self.informers = self._informers(api)
         self._node_informer = self.informers[0]
         self.metrics.queue_depth.set_function(lambda: len(self.queue))
         self.metrics.is_leader.set_function(lambda: 1.0 if self.is_leader() else 0.0)
         self.metrics.nodes.set_function(lambda: len(self._cluster))
         self.metrics.nodes_unavailable.set_function(lambda: 1.0 if self._nodes_error else 0.0)
         self.metrics.profiles_by_status(self._status_counts)
-        self.health: HealthServer | None = None
+        self.health: HttpServer | None = None
         if s.health_port is not None:
-            self.health = HealthServer(
-                s.health_host, s.health_port, self.metrics, self.healthy, self.ready
-            )
+            self.health = self._health_server(s.health_host, s.health_port)
 
     # -- wiring ---------------------------------------------------------------------------
 
-    def _informers(self, core: Any, custom: Any) -> list[Informer[Any]]:
+    def _informers(self, api: KubeClient) -> list[Informer[Any]]:
         s = self.settings
         common: dict[str, Any] = {"settings": s.informer, "on_synced": self._check_synced}
 
@@ -154,7 +157,8 @@ class Controller:
         informers: list[Informer[Any]] = [
             Informer(
                 "nodes",
-                core.list_node,
+                api,
+                "/api/v1/nodes",
                 node_view,
                 _Callbacks(self._node_added, self._node_updated, self._node_deleted),
                 on_health=self._nodes_health,
@@ -163,8 +167,8 @@ class Controller:
             ),
             Informer(
                 "configmap",
-                # The namespace is the list call's first positional argument.
-                functools.partial(core.list_namespaced_config_map, s.config_map_namespace),
+                api,
+                f"/api/v1/namespaces/{s.config_map_namespace}/configmaps",
                 lambda obj: dict(obj.get("data") or {}),
                 _Callbacks(
                     lambda _k, data: self._apply_config(data),
@@ -172,7 +176,7 @@ class Controller:
                     lambda _k, _old: self._apply_config(None),
                 ),
                 on_restart=restarts("configmaps"),
-                call_kwargs={"field_selector": f"metadata.name={s.config_map_name}"},
+                query={"fieldSelector": f"metadata.name={s.config_map_name}"},
                 **common,
             ),
         ]
@@ -183,50 +187,53 @@ class Controller:
         informers.append(
             Informer(
                 cluster_plural,
-                functools.partial(
-                    custom.list_cluster_custom_object, GROUP, VERSION, cluster_plural
-                ),
+                api,
+                collection_path(KIND_CLUSTER_PROFILE),
                 cached_profile,
                 profile_handler,
                 on_restart=restarts(cluster_plural),
+                missing_hint=CRDS_HINT,
                 **common,
             )
         )
         plural = PLURALS[KIND_PROFILE]
-        if s.profile_namespaces:
-            for namespace in s.profile_namespaces:
-                call = functools.partial(
-                    custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
-                )
-                informers.append(
-                    Informer(
-                        f"{plural}/{namespace}",
-                        call,
-                        cached_profile,
-                        profile_handler,
-                        on_restart=restarts(plural),
-                        **common,
-                    )
-                )
-        else:
-            call = functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        for namespace in s.profile_namespaces or ("",):
             informers.append(
                 Informer(
-                    plural,
-                    call,
+                    f"{plural}/{namespace}" if namespace else plural,
+                    api,
+                    collection_path(KIND_PROFILE, namespace),
                     cached_profile,
                     profile_handler,
                     on_restart=restarts(plural),
+                    missing_hint=CRDS_HINT,
                     **common,
                 )
             )
         return informers
 
+    def _health_server(self, host: str, port: int) -> HttpServer:
+        server = HttpServer([host] if host else [], port, name="health")
+        server.route("/metrics", lambda _req: Response(200, self.metrics.render(), CONTENT_TYPE))
+        server.healthz.add("threads", self._check_threads)
+        server.readyz.add("caches", self._check_caches)
+        server.readyz.add("config", self._check_config)
+        return server
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        s = self.settings
+        log.info(
+            "watching",
+            extra={
+                "configmap": f"{s.config_map_namespace}/{s.config_map_name}",
+                "profile_namespaces": ",".join(s.profile_namespaces) or "(all)",
+            },
+        )
         if self.health is not None:
             self.health.start()
+            log.info("serving health", extra={"addresses": ",".join(self.health.addresses)})
         for informer in self.informers:
             informer.start()
         for number in range(self.settings.workers):
@@ -270,11 +277,35 @@ class Controller:
         return self._config_error
 
     def healthy(self) -> bool:
-        return (
-            not self._stopping.is_set()
-            and all(t.is_alive() for t in self._threads)
-            and all(informer.alive for informer in self.informers)
-        )
+        return self._check_threads() is None
+
+    # -- named checks (/healthz, /readyz) ---------------------------------------------------
+
+    def _check_threads(self) -> str | None:
+        if self._stopping.is_set():
+            return "shutting down"
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        dead += [f"informer-{i.name}" for i in self.informers if not i.alive]
+        return f"threads stopped: {', '.join(dead)}" if dead else None
+
+    def _check_caches(self) -> str | None:
+        if self._stopping.is_set():
+            return "shutting down"
+        if self._synced.is_set():
+            return None
+        waiting = [
+            f"{i.name} ({i.last_error})" if i.last_error else i.name
+            for i in self.informers
+            if not i.synced.is_set()
+        ]
+        return f"caches not synced: {', '.join(waiting)}"
+
+    def _check_config(self) -> str | None:
+        error = self._config_error
+        if error is None:
+            return None
+        s = self.settings
+        return f"invalid ConfigMap {s.config_map_namespace}/{s.config_map_name}: {error}"
 
     def node(self, name: str) -> NodeView | None:
         """The cached projection of a node."""

@@ -1,22 +1,23 @@
-"""Prometheus metrics and the /metrics, /healthz, /readyz HTTP server.
+"""The controller's Prometheus metrics.
 
 Each controller gets its own registry so that several controllers can live in one process
-(the tests run two replicas side by side).
+(the tests run two replicas side by side). They are served, with ``/healthz`` and
+``/readyz``, by ``aimkit.http`` (see ``manager.Controller``).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-log = logging.getLogger(__name__)
+from aimkit.build import register_build_info
+
+#: The Content-Type of :meth:`Metrics.render`.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 PREFIX = "aim_matcher"
 
@@ -73,67 +74,10 @@ class Metrics:
             "1 while nodes cannot be listed or watched (profiles show Degraded).",
             registry=r,
         )
+        self.build_info = register_build_info(r, f"{PREFIX}_build_info")
 
     def profiles_by_status(self, counts: Callable[[], Mapping[str, int]]) -> None:
         self.registry.register(_ProfilesByStatus(counts))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class HealthServer:
-    """Serves /metrics, /healthz (threads alive) and /readyz (caches synced)."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        metrics: Metrics,
-        healthy: Callable[[], bool],
-        ready: Callable[[], bool],
-    ) -> None:
-        outer = self
-
-        class _Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._send(200, outer.metrics.render(), CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    ok = outer.healthy()
-                    self._send(200 if ok else 500, b"ok\n" if ok else b"unhealthy\n")
-                elif path == "/readyz":
-                    ok = outer.ready()
-                    self._send(200 if ok else 503, b"ok\n" if ok else b"caches not synced\n")
-                else:
-                    self._send(404, b"not found\n")
-
-            def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # probes every few seconds would drown the structured log
-
-        self.metrics = metrics
-        self.healthy = healthy
-        self.ready = ready
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="health-server", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from aimkit.kube import ApiError
 from matcher.api.models import (
     CONDITION_HARDWARE,
     REASON_HARDWARE_AVAILABLE,
@@ -255,7 +255,7 @@ class Reconciler:
     def reconcile(self, key: ProfileKey) -> bool:
         """Bring one profile's status up to date. True when a patch was sent.
 
-        Raises Conflict or ApiException for the caller to retry with back-off.
+        Raises Conflict or KubeError for the caller to retry with back-off.
         """
         if not self._is_leader():
             return False
@@ -287,7 +287,7 @@ class Reconciler:
             return False
         try:
             stored = self._writer.patch(key, current_status, desired, resource_version)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 self._count("gone")
                 return False

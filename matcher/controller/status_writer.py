@@ -9,14 +9,13 @@ retries against the newer object instead of clobbering it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from aimkit.kube import MERGE_PATCH, KubeClient
 from matcher.api.models import GROUP, KIND_CLUSTER_PROFILE, VERSION
 
 PLURALS = {"AIMProfile": "aimprofiles", KIND_CLUSTER_PROFILE: "aimclusterprofiles"}
-MERGE_PATCH = "application/merge-patch+json"
 
 
 class ProfileKey(NamedTuple):
@@ -30,6 +29,21 @@ class ProfileKey(NamedTuple):
         if not self.namespace:
             return f"{self.kind.lower()}/{self.name}"
         return f"{self.kind.lower()}/{self.namespace}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        """The object's API path."""
+        return object_path(self.kind, self.namespace, self.name)
+
+
+def collection_path(kind: str, namespace: str = "") -> str:
+    """``/apis/<group>/<version>[/namespaces/<ns>]/<plural>`` of a profile kind."""
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"/apis/{GROUP}/{VERSION}{scope}/{PLURALS[kind]}"
+
+
+def object_path(kind: str, namespace: str, name: str) -> str:
+    return f"{collection_path(kind, namespace)}/{name}"
 
 
 def merge_diff(old: Any, new: Any) -> Any:
@@ -48,8 +62,8 @@ def merge_diff(old: Any, new: Any) -> Any:
 
 
 class StatusWriter:
-    def __init__(self, custom_objects_api: Any, request_timeout: float = 10.0) -> None:
-        self._api = custom_objects_api
+    def __init__(self, api: KubeClient, request_timeout: float = 10.0) -> None:
+        self._api = api
         self._timeout = request_timeout
 
     def patch(
@@ -59,23 +73,14 @@ class StatusWriter:
         new_status: Mapping[str, Any],
         resource_version: str | None,
     ) -> dict[str, Any]:
-        """Send the patch; returns the object as the server stored it. Raises ApiException."""
+        """Send the patch; returns the object as the server stored it. Raises KubeError."""
         body: dict[str, Any] = {"status": merge_diff(dict(old_status or {}), dict(new_status))}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        common: dict[str, Any] = {
-            "_content_type": MERGE_PATCH,
-            "_preload_content": False,
-            "_request_timeout": self._timeout,
-        }
-        plural = PLURALS[key.kind]
-        if key.kind == KIND_CLUSTER_PROFILE:
-            response = self._api.patch_cluster_custom_object_status(
-                GROUP, VERSION, plural, key.name, body, **common
-            )
-        else:
-            response = self._api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, key.namespace, plural, key.name, body, **common
-            )
-        result: dict[str, Any] = json.loads(response.data)
-        return result
+        return self._api.request(
+            "PATCH",
+            f"{key.path}/status",
+            body=body,
+            content_type=MERGE_PATCH,
+            timeout=self._timeout,
+        )
