@@ -10,9 +10,18 @@ import importlib
 import sys
 import time
 
-#: In the order a reader meets the components: detector, API server, matcher core, offline
-#: check, controller.
-BENCHMARKS = ("probe", "detector_loop", "apiserver", "matching", "offline", "controller")
+#: In the order a reader meets the components: detector, the agents' processes and server, API
+#: server, matcher core, offline check, controller.
+BENCHMARKS = (
+    "probe",
+    "detector_loop",
+    "agents",
+    "http",
+    "apiserver",
+    "matching",
+    "offline",
+    "controller",
+)
 
 
 def main(argv: list[str]) -> int:
