@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from aimkit.kube import connect
 from aimkit.logs import Formatter
 from matcher.cli import main as cli_main
 from matcher.controller.app import build_parser, settings_from_args
+from matcher.controller.manager import Controller, ControllerSettings
+from tests.apiserver import ApiServer
+from tests.apiserver.kubeconfig import write_kubeconfig
+from tests.controller_support import FAST_INFORMER, start_controller, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,3 +116,94 @@ def test_help_lists_the_operational_flags(capsys):
         "--namespace",
     ):
         assert flag in out
+
+
+# --- start-up, missing CRDs, an unreachable API server ---------------------------------------
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_health_listens_on_loopback_by_default_outside_a_pod(kube, monkeypatch):
+    monkeypatch.delenv("POD_IP", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    settings = settings_from_args(build_parser().parse_args([]))
+    assert (settings.health_host, settings.health_port) == ("", 8080)
+    controller = start_controller(kube, health_host="", health_port=0)
+    try:
+        assert controller.health is not None
+        assert controller.health.addresses == [f"127.0.0.1:{controller.health.port}"]
+    finally:
+        controller.stop()
+
+
+def test_missing_crds_are_said_once_and_picked_up_once_installed(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    with ApiServer() as srv:  # no CRDs
+        kubeconfig = srv.write_kubeconfig(tmp_path / "kubeconfig")
+        settings = ControllerSettings(
+            identity="crd-test", leader_election=False, informer=FAST_INFORMER,
+            health_host="127.0.0.1", health_port=0,
+        )  # fmt: skip
+        controller = Controller(connect(kubeconfig), settings)
+        controller.start()
+        try:
+            assert controller.health is not None
+            readyz = f"http://127.0.0.1:{controller.health.port}/readyz"
+            wait_for(
+                lambda: srv.requests.count(path_contains="aimclusterprofiles") >= 5,
+                what="several failed lists",
+            )
+            status, body = _get(readyz)
+            assert status == 503
+            assert "[-]caches failed: caches not synced: " in body
+            assert "is not served by the API server: install the CRDs (kubectl apply -k" in body
+            said = [
+                r
+                for r in caplog.records
+                if r.levelno >= logging.WARNING and "install the CRDs" in r.getMessage()
+            ]
+            assert sorted(getattr(r, "informer", "") for r in said) == [
+                "aimclusterprofiles",
+                "aimprofiles",
+            ], "once per collection, not once per retry"
+            srv.load_crd(REPO / "daemonset" / "crds")
+            assert controller.wait_synced(10)
+            assert _get(readyz) == (200, "ok\n")
+        finally:
+            controller.stop()
+
+
+def test_an_unreachable_api_server_is_one_line_per_failure(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matcher", "run", "--kubeconfig", str(kubeconfig),
+         "--health-addr", "127.0.0.1:0", "--backoff-cap", "0.2", "--retry-period", "0.2",
+         "--renew-deadline", "0.5", "--lease-duration", "1", "--config-map-namespace", "aim",
+         "--lease-namespace", "aim", "--identity", "m1"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)  # a dozen retries of every informer and of the lease
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    entries = [json.loads(line) for line in stderr.splitlines()]
+    (settings,) = [e for e in entries if e["msg"] == "settings"]
+    assert settings["config_map_namespace"] == "aim"
+    assert settings["informer.backoff_cap"] == 0.2
+    (watching,) = [e for e in entries if e["msg"] == "watching"]
+    assert watching["configmap"] == "aim/aim-matcher-config"
+    problems = [e for e in entries if e["level"] in ("warning", "error")]
+    assert problems, "the outage is reported"
+    seen = [(e["msg"], e.get("informer"), e.get("lease")) for e in problems]
+    assert len(seen) == len(set(seen)), f"a failure repeated: {seen}"
+    assert all(f"cannot reach http://127.0.0.1:{port}: connection refused" in e["msg"]
+               for e in problems if "informer" in e or "lease" in e)  # fmt: skip

@@ -29,6 +29,7 @@ from enum import Enum
 from typing import Any
 
 from aimkit.kube import ApiError, KubeClient
+from aimkit.logs import Throttle
 from matcher.controller.informer import TRANSPORT_ERRORS, error_text
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class LeaderElector:
         self._observed_at = -math.inf
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._read_errors = Throttle()
 
     # -- queries --------------------------------------------------------------------------
 
@@ -191,8 +193,13 @@ class LeaderElector:
         try:
             current = self._read()
         except TRANSPORT_ERRORS as exc:
-            log.warning("cannot read lease: %s", error_text(exc), extra={"lease": s.name})
+            text = error_text(exc)
+            # Every retry period during an outage: said once (and every 10 minutes).
+            level = logging.WARNING if self._read_errors.allow(text) else logging.DEBUG
+            log.log(level, "cannot read lease: %s", text, extra={"lease": s.name})
             return Attempt.FAILED
+        if self._read_errors.reset():
+            log.info("lease readable again", extra={"lease": s.name})
         if current is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
