@@ -130,7 +130,7 @@ def measure_memory(
     while time.monotonic() < deadline and proc.poll() is None:
         rss = ps.memory_info().rss
         peak_sampled = max(peak_sampled, rss)
-        if first_patch is None and srv.requests.count(verb="patch", path_contains=f"/{node}"):
+        if first_patch is None and label_writes(srv, node):
             first_patch = time.monotonic() - started
         done = _cycles_done(port)
         if done >= 1 and after_first is None:
@@ -142,7 +142,7 @@ def measure_memory(
         time.sleep(0.05)
     elapsed = time.monotonic() - started
     hwm = _vm_hwm_kib(proc.pid)
-    patches = srv.requests.count(verb="patch", path_contains=f"/nodes/{node}")
+    patches = label_writes(srv, node)
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
     return {
@@ -156,6 +156,17 @@ def measure_memory(
         "patches": patches,
         "exit_code": proc.returncode,
     }
+
+
+def label_writes(srv: ApiServer, node: str) -> int:
+    """Patches of ``node`` that wrote (not the node fence's dry runs, which store nothing)."""
+    return sum(
+        1
+        for r in srv.requests.snapshot()
+        if r.verb == "patch"
+        and r.path.endswith(f"/nodes/{node}")
+        and r.query.get("dryRun") != "All"
+    )
 
 
 def _vm_hwm_kib(pid: int) -> int:
@@ -177,7 +188,7 @@ def measure_writes(srv: ApiServer, kubeconfig: Path, trees: Path) -> dict[str, i
     def patches() -> int:
         # The server records a request just after answering it: let the last one land.
         time.sleep(0.05)
-        return srv.requests.count(verb="patch", path_contains=f"/nodes/{name}")
+        return label_writes(srv, name)
 
     agent.run_cycle()
     first = patches()
@@ -227,7 +238,7 @@ def _measure_amdsmi(
     )
 
 
-def _print_memory(mem: dict[str, Any]) -> None:
+def _print_memory(mem: dict[str, Any], gated: bool = True) -> None:
     ok = mem["vm_hwm_mib"] < TARGET_MIB
     print(
         f"  cycles run               {mem['cycles']:.0f} in {mem['seconds']:.1f} s "
@@ -238,11 +249,9 @@ def _print_memory(mem: dict[str, Any]) -> None:
     trend = ", ".join(f"{c}: {v:.1f}" for c, v in mem["by_cycle"].items())
     print(f"  RSS by cycle (MiB)       {trend}")
     print(f"  RSS peak (sampled)       {mem['rss_peak_sampled_mib']:.1f} MiB")
-    print(
-        f"  peak RSS (VmHWM)         {mem['vm_hwm_mib']:.1f} MiB   "
-        f"target < {TARGET_MIB:.0f} MiB  {'OK' if ok else 'MISSED'}"
-    )
-    print(f"  node patches             {mem['patches']:.0f} (the first cycle's only)")
+    verdict = f"target < {TARGET_MIB:.0f} MiB  {'OK' if ok else 'MISSED'}" if gated else "reported"
+    print(f"  peak RSS (VmHWM)         {mem['vm_hwm_mib']:.1f} MiB   {verdict}")
+    print(f"  node patches             {mem['patches']:.0f} (the first cycle's only; no dry runs)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         # Reported, not gated: the 40 MiB target is the default image's; the amdsmi image also
         # holds AMD's wrapper (about 7 MiB of ctypes definitions once imported).
         print("the same, --gpu-backend auto: amdsmi wrapper on the libamd_smi.so stand-in")
-        _print_memory(smi)
+        _print_memory(smi, gated=False)
     print("API writes (Node patches), in-process agent")
     print(f"  first cycle              {writes['first_cycle']}")
     print(
