@@ -3,7 +3,7 @@
     aim-matcher check  --nodes NODES.json|NODES.yaml|- --profiles DIR_OR_FILE [--config CM.yaml]
                        [-o FORMAT]
     aim-matcher select --nodes NODES.json|NODES.yaml|- --profiles DIR_OR_FILE --aim-id ID [...]
-    aim-matcher crds   --out daemonset/crds [--check]
+    aim-matcher crds   [--out DIR]... [--check]   (default: daemonset/crds and the chart's crds/)
     aim-matcher run    [controller options]   (see ``aim-matcher run --help``)
 
 Inputs are YAML or JSON (``kubectl get nodes -o json | aim-matcher check --nodes - ...``);
@@ -27,14 +27,15 @@ from matcher.api.models import Precision
 
 
 def _crds(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    outs = [Path(out) for out in args.out or crd.OUT_DIRS]
     if args.check:
-        problems = crd.stale(out)
+        problems = [problem for out in outs for problem in crd.stale(out)]
         for problem in problems:
             print(problem, file=sys.stderr)
         return 1 if problems else 0
-    for path in crd.write(out):
-        print(path)
+    for out in outs:
+        for path in crd.write(out):
+            print(path)
     return 0
 
 
@@ -104,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     crds = sub.add_parser("crds", help="Generate the CustomResourceDefinitions from the models")
-    crds.add_argument("--out", default="daemonset/crds", help="Directory (default %(default)s)")
+    crds.add_argument(
+        "--out",
+        action="append",
+        metavar="DIR",
+        help="Directory; repeat for several (default: " + " and ".join(crd.OUT_DIRS) + ")",
+    )
     crds.add_argument(
         "--check",
         action="store_true",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -227,15 +228,22 @@ def test_names_and_printer_columns(kind):
     columns = version["additionalPrinterColumns"]
     assert [c["name"] for c in columns] == [
         "AIM ID", "Status", "Hardware", "Nodes", "Metric", "Precision", "Type", "Primary",
-        "Version", "Partitioning", "Age",
+        "Version", "Partitioning", "Age", "Reason", "Message",
     ]  # fmt: skip
+    assert [c["name"] for c in columns if c.get("priority")] == [
+        "Partitioning",
+        "Reason",
+        "Message",
+    ]  # fmt: skip (-o wide only)
     assert version["selectableFields"] == [{"jsonPath": ".spec.aimId"}]
     schema = version["schema"]["openAPIV3Schema"]
     for column in columns:
-        *parents, leaf = column["jsonPath"].lstrip(".").split(".")
+        # a list filter ([?(@.type=="HardwareAvailable")]) selects items of the list field
+        path = re.sub(r"\[\?\(@\.[\w]+==\"[^\"]*\"\)\]", ".items", column["jsonPath"])
+        *parents, leaf = path.lstrip(".").split(".")
         node = schema
         for part in parents:
-            node = node["properties"][part]
+            node = node[part] if part == "items" else node["properties"][part]
         if parents != ["metadata"]:
             assert leaf in node["properties"], column
 
@@ -279,6 +287,19 @@ def test_committed_crds_pass_the_check():
     assert result.returncode == 0, result.stderr
 
 
+def test_crds_command_writes_both_install_paths_the_same_files():
+    # `aim-matcher crds` (no --out) is `make crds`: the bundle's and the chart's directories,
+    # byte for byte the same, and `--check` covers both (`make generated-check`).
+    assert crd.OUT_DIRS == ("daemonset/crds", "charts/aim-accelerator/crds")
+    assert _run("crds", "--check").returncode == 0
+    chart = ROOT / "charts" / "aim-accelerator" / "crds"
+    assert sorted(p.name for p in chart.iterdir()) == sorted(p.name for p in CRD_FILES.values())
+    for path in CRD_FILES.values():
+        assert (chart / path.name).read_bytes() == path.read_bytes()
+        labels = yaml.safe_load(path.read_text())["metadata"]["labels"]
+        assert labels == {"app.kubernetes.io/part-of": "aim-accelerator"}
+
+
 # --- against an API server (the test API server, or a real cluster) ----------------------------
 
 EXAMPLE_FILES = sorted((ROOT / "examples/profiles").glob("*.yaml")) + sorted(
@@ -319,6 +340,43 @@ def test_every_example_is_accepted_by_the_api_server(kube):
     table = kube.kubectl("get", "aimclusterprofiles", "-o", "wide").stdout.splitlines()[0].split()
     assert table[:4] == ["NAME", "AIM", "ID", "STATUS"]
     assert "VERSION" in table
+
+
+@pytest.mark.cluster
+def test_wide_output_says_why_a_profile_has_its_status(kube):
+    kube.apply_crds()
+    name = kube.unique("wide")
+    doc = {
+        "apiVersion": "aim.eai.amd.com/v1alpha2",
+        "kind": "AIMClusterProfile",
+        "metadata": {"name": name},
+        "spec": {"aimId": "qwen/qwen3-32b", "acceleratorModel": "MI355X",
+                 "acceleratorType": "gpu", "acceleratorCount": 1,
+                 "image": "amdenterpriseai/aim-qwen-qwen3-32b:0.8.5"},
+    }  # fmt: skip
+    assert _apply(kube, doc).returncode == 0
+    message = "No node has label feature.node.kubernetes.io/aim-accelerator.MI355X"
+    status = {
+        "status": {
+            "status": "NotAvailable",
+            "conditions": [
+                {"type": "Unrelated", "status": "True", "reason": "Other", "message": "other",
+                 "lastTransitionTime": "2026-11-02T09:14:00Z"},
+                {"type": "HardwareAvailable", "status": "False", "reason": "HardwareNotAvailable",
+                 "message": message, "lastTransitionTime": "2026-11-02T09:14:00Z"},
+            ],
+        }
+    }  # fmt: skip
+    kube.kubectl("patch", "aimclusterprofile", name, "--subresource=status", "--type=merge",
+                 "-p", json.dumps(status))  # fmt: skip
+    header, row = kube.kubectl("get", "aimclusterprofile", name, "-o", "wide").stdout.splitlines()
+    # After AGE, as kubectl's own wide columns; the HardwareAvailable condition's, not the first.
+    assert header.split()[-3:] == ["AGE", "REASON", "MESSAGE"]
+    assert row.split()[:1] == [name]
+    assert row[header.index("REASON") :].split(None, 1) == ["HardwareNotAvailable", message]
+    plain = kube.kubectl("get", "aimclusterprofile", name).stdout.splitlines()[0].split()
+    assert "REASON" not in plain
+    assert "MESSAGE" not in plain
 
 
 @pytest.mark.cluster
