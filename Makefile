@@ -4,7 +4,8 @@
 #   make test   - lint, type-check, layering contracts, generated-file checks, manifest
 #                 validation and the whole test suite
 # Both install what they need: uv into .tools/, the locked dependencies into .venv/, and (for
-# make test) kubectl, kube-apiserver and etcd built from their pinned Go modules (tools/).
+# make test) kubectl, kube-apiserver, etcd, helm and promtool built from their pinned Go modules,
+# and the prometheus-operator CRDs taken from theirs (tools/).
 
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
@@ -14,7 +15,8 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 UV := .tools/bin/uv
 PY := .venv/bin/python
 
-.PHONY: demo test lint typecheck contracts generated-check manifests pytest bench crds tools serve
+.PHONY: demo test lint typecheck contracts generated-check manifests chart pytest bench crds \
+	generated tools serve
 
 # uv lives in a venv of its own, keyed by version; .tools/bin holds only the tools we run.
 $(UV):
@@ -29,7 +31,7 @@ $(UV):
 demo: .venv/.synced
 	$(PY) -m scripts.demo
 
-test: lint typecheck contracts generated-check manifests pytest
+test: lint typecheck contracts generated-check manifests chart pytest
 
 lint: .venv/.synced
 	.venv/bin/ruff check .
@@ -41,17 +43,30 @@ typecheck: .venv/.synced
 contracts: .venv/.synced
 	.venv/bin/lint-imports
 
+# Generated files, checked: the CRDs (daemonset/crds and the chart's crds/, one source), and the
+# chart's values.schema.json and the monitoring files it carries (scripts/chart_files.py).
 generated-check: .venv/.synced
-	.venv/bin/aim-matcher crds --check --out daemonset/crds
+	.venv/bin/aim-matcher crds --check
+	$(PY) -m scripts.chart_files --check
 
-# kube-apiserver + kubectl (k8s.io/kubernetes) and etcd, each built once per pinned version
-# (minutes cold, a no-op after); see tools/build.sh.
+# kube-apiserver + kubectl (k8s.io/kubernetes), etcd, helm and promtool, each built once per
+# pinned version (minutes cold, a no-op after), and the prometheus-operator CRDs; see
+# tools/build.sh.
 tools:
 	tools/build.sh k8s
 	tools/build.sh etcd
+	tools/build.sh helm
+	tools/build.sh promtool
+	tools/build.sh prometheus-operator
 
 manifests: .venv/.synced tools
 	$(PY) -m scripts.validate_manifests
+	$(PY) -m scripts.validate_monitoring
+
+# The Helm chart: helm lint --strict (the object-by-object comparison with the kustomize bundle
+# runs in pytest, tests/test_chart.py).
+chart: tools
+	.tools/bin/helm lint --strict charts/aim-accelerator
 
 pytest: .venv/.synced tools
 	.venv/bin/pytest -q
@@ -60,7 +75,13 @@ bench: .venv/.synced
 	$(PY) -m benchmarks
 
 crds: .venv/.synced
-	.venv/bin/aim-matcher crds --out daemonset/crds
+	.venv/bin/aim-matcher crds
 
+# Everything generated: the CRDs, then the chart's schema and monitoring files.
+generated: crds
+	$(PY) -m scripts.chart_files
+
+# The test API server in the foreground, on PORT (0 picks a free one; out/kubeconfig says which).
+PORT ?= 6443
 serve: .venv/.synced
-	$(PY) -m tests.apiserver --port 6443 --crds daemonset/crds --kubeconfig out/kubeconfig
+	$(PY) -m tests.apiserver --port $(PORT) --crds daemonset/crds --kubeconfig out/kubeconfig

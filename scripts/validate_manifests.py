@@ -21,11 +21,22 @@ client-side dry run asks an API server for discovery (which kinds exist, under w
 names, namespaced or not), so it runs against the project's test API server (``tests/apiserver``)
 with the bundle's built-in kinds registered, or against the cluster of ``--kubeconfig`` /
 ``$AIM_TEST_KUBECONFIG`` when given.
+
+The ``monitoring`` variant (``examples/install/monitoring``: the default install plus
+``daemonset/components/monitoring``) has a PrometheusRule and PodMonitors, kinds that only the
+Prometheus Operator's CRDs define: those objects are validated against the CRDs' schemas (the
+release pinned in tools/prometheus-operator, strict as above), and the test API server serves
+those CRDs for the dry run.
+
+The Helm chart (``charts/aim-accelerator``) renders every variant too, with the values in
+``CHART_VALUES``: ``helm template --include-crds`` must give exactly the objects of
+``kubectl kustomize`` of that variant (``chart_differences``), so the two installs cannot drift.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -37,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import celpy
+import jsonschema
 import kubernetes_validate
 import yaml
 from celpy import celtypes
@@ -44,7 +56,7 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
-from scripts.k8s_tools import tool
+from scripts.k8s_tools import helm_env, prometheus_operator_crds, tool
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The oldest Kubernetes release the bundle supports: ValidatingAdmissionPolicy v1 is GA in
@@ -61,6 +73,25 @@ VARIANTS = {
     "nfd": "examples/install/nfd",
     "cleanup": "examples/install/cleanup",
     "mixed": "examples/install/mixed",
+}
+#: Variants that need CRDs the bundle does not bring (the Prometheus Operator's).
+MONITORING_VARIANTS = {"monitoring": "examples/install/monitoring"}
+ALL_VARIANTS = {**VARIANTS, **MONITORING_VARIANTS}
+CHART = ROOT / "charts" / "aim-accelerator"
+#: The chart's values that render each variant (docs/install.md lists them).
+CHART_VALUES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "amdsmi": {"detector": {"gpuBackend": "amdsmi"}},
+    "nfd": {"detector": {"mode": "nfd"}},
+    "cleanup": {"detector": {"cleanup": True}},
+    "mixed": {"detector": {"gpuBackend": "mixed"}},
+    "monitoring": {
+        "monitoring": {
+            "podMonitors": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "dashboard": {"enabled": True},
+        }
+    },
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -82,6 +113,8 @@ NAMESPACED = {
     "PodDisruptionBudget",
     "Job",
     "NetworkPolicy",
+    "PodMonitor",
+    "PrometheusRule",
 }
 _JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
 _FORBIDDEN_IN_JUNCTOR = ("description", "type", "default", "additionalProperties", "nullable")
@@ -112,14 +145,144 @@ def render(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def render_chart(
+    values: Mapping[str, Any] | None = None, chart: Path = CHART
+) -> list[dict[str, Any]]:
+    """The objects ``helm template --include-crds`` renders from ``chart`` with ``values``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        values_file = Path(tmp) / "values.json"  # JSON is YAML
+        values_file.write_text(json.dumps(dict(values or {})))
+        result = subprocess.run(
+            [tool("helm"), "template", "aim-accelerator", str(chart), "--include-crds",
+             "--values", str(values_file)],
+            capture_output=True, text=True, check=False, timeout=120, env=helm_env(Path(tmp)),
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise RenderError(f"helm template {chart}: {result.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(API group, kind, namespace, name): what identifies an object in a cluster."""
+    meta = obj.get("metadata") or {}
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    return group, str(obj.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name"))
+
+
+def _differences(a: Any, b: Any, path: str, names: tuple[str, str]) -> Iterator[str]:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in sorted(set(a) | set(b), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in b:
+                yield f"{where}: only in {names[0]}: {json.dumps(a[key])[:160]}"
+            elif key not in a:
+                yield f"{where}: only in {names[1]}: {json.dumps(b[key])[:160]}"
+            else:
+                yield from _differences(a[key], b[key], where, names)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            yield from _differences(x, y, f"{path}[{index}]", names)
+    elif a != b or type(a) is not type(b):
+        yield (f"{path}: {names[0]} {json.dumps(a)[:160]} != {names[1]} {json.dumps(b)[:160]}")
+
+
+def object_differences(
+    expected: list[dict[str, Any]],
+    got: list[dict[str, Any]],
+    names: tuple[str, str] = ("kustomize", "helm"),
+) -> list[str]:
+    """Every difference between two renders, object by object (order does not matter; within
+    an object every field counts, list order included)."""
+    problems: list[str] = []
+    indexed: list[dict[tuple[str, str, str, str], dict[str, Any]]] = [{}, {}]
+    for side, objects in enumerate((expected, got)):
+        for obj in objects:
+            key = object_key(obj)
+            if key in indexed[side]:
+                problems.append(f"{describe(obj)}: rendered twice by {names[side]}")
+            indexed[side][key] = obj
+    for key in sorted(set(indexed[0]) | set(indexed[1])):
+        if key not in indexed[1]:
+            problems.append(f"{describe(indexed[0][key])}: only in {names[0]}")
+        elif key not in indexed[0]:
+            problems.append(f"{describe(indexed[1][key])}: only in {names[1]}")
+        else:
+            problems += [
+                f"{describe(indexed[0][key])}: {difference}"
+                for difference in _differences(indexed[0][key], indexed[1][key], "", names)
+            ]
+    return problems
+
+
+def chart_differences(variant: str, root: Path = ROOT) -> list[str]:
+    """How the chart with ``CHART_VALUES[variant]`` differs from ``kubectl kustomize`` of the
+    variant's kustomization (empty: identical)."""
+    try:
+        return object_differences(
+            render(root / ALL_VARIANTS[variant]),
+            render_chart(CHART_VALUES[variant], root / "charts" / "aim-accelerator"),
+        )
+    except RenderError as exc:
+        return [str(exc)]
+
+
 def describe(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     namespace = f"{meta['namespace']}/" if meta.get("namespace") else ""
     return f"{obj.get('kind')} {namespace}{meta.get('name')}"
 
 
+def _strict(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields, as kubectl's strict field validation does (the
+    API server would prune them silently)."""
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, Mapping):
+        return schema
+    node = {key: _strict(value) for key, value in schema.items()}
+    if (
+        "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        node["additionalProperties"] = False
+    if node.get("nullable") is True and isinstance(node.get("type"), str):
+        node["type"] = [node["type"], "null"]
+    return node
+
+
+@functools.cache
+def custom_resource_schemas() -> dict[tuple[str, str], Any]:
+    """(apiVersion, kind) -> strict JSON schema, for the kinds of the Prometheus Operator CRDs
+    the monitoring objects use (the release pinned in tools/prometheus-operator)."""
+    found = {}
+    for path in prometheus_operator_crds():
+        crd = yaml.safe_load(path.read_text())
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            if version.get("served"):
+                key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+                found[key] = _strict(version["schema"]["openAPIV3Schema"])
+    return found
+
+
+def _custom_resource_problems(obj: Mapping[str, Any], schema: Any) -> list[str]:
+    validator = jsonschema.Draft7Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(dict(obj)), key=lambda e: list(e.path)):
+        where = ".".join(str(part) for part in error.path) or "(root)"
+        problems.append(f"{describe(obj)}: {where}: {error.message} (its CRD's schema)")
+    return problems
+
+
 def schema_problems(obj: Mapping[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
-    """Problems validating one built-in object against the pinned release's OpenAPI schema."""
+    """Problems validating one object against the pinned release's OpenAPI schema (a built-in
+    kind) or its CRD's schema (a kind of the Prometheus Operator's)."""
+    if str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+        schema = custom_resource_schemas().get((str(obj["apiVersion"]), str(obj.get("kind"))))
+        if schema is None:
+            return [f"{describe(obj)}: not a kind of the pinned prometheus-operator CRDs"]
+        return _custom_resource_problems(obj, schema)
     try:
         kubernetes_validate.validate(dict(obj), version, strict=True)
     except kubernetes_validate.ValidationError as exc:
@@ -344,7 +507,7 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
                         cm = str(arg).split("=", 1)[1]
                         if not exists("ConfigMap", namespace, cm):
                             problems.append(f"{describe(obj)}: ConfigMap {cm} is missing")
-        if kind in {"Service", "PodDisruptionBudget"}:
+        if kind in {"Service", "PodDisruptionBudget", "PodMonitor"}:
             selector = spec.get("selector") or {}
             selector = selector.get("matchLabels", selector) if kind != "Service" else selector
             namespace = (obj.get("metadata") or {}).get("namespace", "")
@@ -653,14 +816,15 @@ def dry_run_on_test_server(paths: list[Path]) -> dict[Path, list[str]]:
     """``client_dry_run`` for each path against a fresh in-process test API server."""
     from tests.apiserver import ApiServer  # noqa: PLC0415 (test tooling only)
 
-    with tempfile.TemporaryDirectory() as tmp, ApiServer(crd_paths=[]) as server:
+    crds = prometheus_operator_crds()
+    with tempfile.TemporaryDirectory() as tmp, ApiServer(crd_paths=crds) as server:
         serve_builtin_kinds(server)
         kubeconfig = server.write_kubeconfig(Path(tmp) / "kubeconfig")
         return {path: client_dry_run(path, kubeconfig) for path in paths}
 
 
 def validate_variant(name: str, root: Path = ROOT, version: str = KUBERNETES_VERSION) -> Report:
-    path = root / VARIANTS[name]
+    path = root / ALL_VARIANTS[name]
     try:
         objects = render(path)
     except RenderError as exc:
@@ -686,14 +850,14 @@ def main(argv: list[str] | None = None) -> int:
         "variants",
         nargs="*",
         metavar="VARIANT",
-        help=f"any of {', '.join(VARIANTS)} (default: all)",
+        help=f"any of {', '.join(ALL_VARIANTS)} (default: all)",
     )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.variants) - set(VARIANTS))
+    unknown = sorted(set(args.variants) - set(ALL_VARIANTS))
     if unknown:
-        parser.error(f"unknown variant {unknown[0]!r} (choose from {', '.join(VARIANTS)})")
-    names = args.variants or list(VARIANTS)
-    paths = [ROOT / VARIANTS[name] for name in names]
+        parser.error(f"unknown variant {unknown[0]!r} (choose from {', '.join(ALL_VARIANTS)})")
+    names = args.variants or list(ALL_VARIANTS)
+    paths = [ROOT / ALL_VARIANTS[name] for name in names]
     if args.kubeconfig:
         dry_runs = {path: client_dry_run(path, args.kubeconfig) for path in paths}
         where = f"the cluster of {args.kubeconfig}"
@@ -706,13 +870,21 @@ def main(argv: list[str] | None = None) -> int:
         problems = [*report.problems, *dry_runs[path]]
         status = "FAILED" if problems else "ok"
         print(
-            f"{name} ({VARIANTS[name]}): {report.objects} objects; Kubernetes "
+            f"{name} ({ALL_VARIANTS[name]}): {report.objects} objects; Kubernetes "
             f"{args.kubernetes_version} schemas, structural CRDs, CEL, references and "
             f"kubectl apply --dry-run=client on {where}: {status}"
         )
         for problem in problems:
             print(f"  {problem}")
-        failed = failed or bool(problems)
+        differences = chart_differences(name)
+        print(
+            f"{name}: helm template {CHART.relative_to(ROOT)} with values "
+            f"{json.dumps(CHART_VALUES[name])}: same objects as kubectl kustomize: "
+            f"{'FAILED' if differences else 'ok'}"
+        )
+        for difference in differences:
+            print(f"  {difference}")
+        failed = failed or bool(problems) or bool(differences)
     return 1 if failed else 0
 
 
