@@ -420,6 +420,9 @@ def test_helm_install_and_uninstall_on_kube_apiserver(real_kube, tmp_path):
                       "--set", "image.repository=registry.example.com/aim-accelerator")  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     assert "STATUS: deployed" in installed.stdout
+    # NOTES.txt: the image the pods pull, and what to do when it cannot be pulled.
+    assert "Image: registry.example.com/aim-accelerator:0.1.0." in installed.stdout
+    assert "ImagePullBackOff" in installed.stdout
     objects = render_chart({"image": {"repository": "registry.example.com/aim-accelerator"}})
     for obj in objects:
         meta = obj["metadata"]
