@@ -413,6 +413,19 @@ def _helm(kube, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_helm_install_and_uninstall_on_kube_apiserver(real_kube, tmp_path):
+    # --create-namespace with one of the chart's own namespaces (why docs/install.md warns
+    # against it): Helm creates that namespace first, then creating the chart's own Namespace
+    # object fails, after other objects were created; the failed release must be uninstalled.
+    conflict = _helm(real_kube, tmp_path, "install", "conflict", str(CHART),
+                     "--namespace", "aim-x", "--create-namespace",
+                     "--set", "namespaces.matcher=aim-x,namespaces.detector=aim-y")  # fmt: skip
+    assert conflict.returncode != 0
+    assert 'namespaces "aim-x" already exists' in conflict.stderr
+    assert (
+        "STATUS: failed" in _helm(real_kube, tmp_path, "status", "conflict", "-n", "aim-x").stdout
+    )
+    assert _helm(real_kube, tmp_path, "uninstall", "conflict", "-n", "aim-x").returncode == 0
+
     # The documented command (docs/install.md), then every object the chart renders is there,
     # as the server holds it, and the node fence's CEL type-checked without warnings.
     installed = _helm(real_kube, tmp_path, "install", "aim-accelerator", str(CHART),
