@@ -95,12 +95,37 @@ def match_nodes(
     return cluster.memo(memo_key, lambda: _match(cluster, terms, nanos, config))
 
 
-def _match(
+def matching_names(
     cluster: ClusterIndex,
     terms: tuple[LabelTerm, ...],
-    requests: Mapping[str, int],
+    requests: Mapping[str, Fraction],
     config: MatcherConfig,
-) -> MatchResult:
+) -> frozenset[str]:
+    """The nodes ``match_nodes`` counts in ``matching``, by name (the same sets, memoised)."""
+    nanos = to_nanos(requests)
+
+    def compute() -> frozenset[str]:
+        fitting = _fitting(cluster, terms, nanos)
+        return fitting.fits & _counted_names(cluster, fitting, config)
+
+    return cluster.memo(("matching-names", terms, frozenset(nanos.items()), config), compute)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fitting:
+    pool_id: Hashable
+    pool: Collection[NodeView]
+    names: frozenset[str]
+    """The pool, by name."""
+    passing: frozenset[str]
+    """Those that also satisfy the other label terms (the partition term)."""
+    fits: frozenset[str]
+    """Those that also cover every request."""
+
+
+def _fitting(
+    cluster: ClusterIndex, terms: tuple[LabelTerm, ...], requests: Mapping[str, int]
+) -> _Fitting:
     label_key = terms[0].key if terms else None
     pool_id, pool = _pool(cluster, label_key, requests)
     # Set algebra over memoised per-(pool, resource, amount) sets: profiles mostly differ in
@@ -110,23 +135,40 @@ def _match(
     names: frozenset[str] = cluster.memo(
         ("names", pool_id), lambda: frozenset(n.name for n in pool)
     )
-    fits = names
-    excluded = 0
-    schemes: tuple[str, ...] = ()
+    passing = names
     extra = terms[1:]
     if extra:
-        fits = cluster.memo(("terms", pool_id, extra), lambda: _passing(cluster, names, extra))
-        excluded = len(names) - len(fits)
-        if excluded:
-            lost = names - fits
-            schemes = cluster.memo(
-                ("schemes", pool_id, extra), lambda: _schemes(n for n in pool if n.name in lost)
-            )
-    eligible = fits
+        passing = cluster.memo(("terms", pool_id, extra), lambda: _passing(cluster, names, extra))
+    fits = passing
     for name, need in sorted(requests.items()):
         if need > 0 and fits:
             fits &= _covering(cluster, pool_id, pool, name, need)
-    counted = cluster.memo(("counted", pool_id, config), lambda: _counted(pool, config))
+    return _Fitting(pool_id, pool, names, passing, fits)
+
+
+def _counted_names(
+    cluster: ClusterIndex, fitting: _Fitting, config: MatcherConfig
+) -> frozenset[str]:
+    pool = fitting.pool
+    return cluster.memo(("counted", fitting.pool_id, config), lambda: _counted(pool, config))
+
+
+def _match(
+    cluster: ClusterIndex,
+    terms: tuple[LabelTerm, ...],
+    requests: Mapping[str, int],
+    config: MatcherConfig,
+) -> MatchResult:
+    fitting = _fitting(cluster, terms, requests)
+    pool_id, pool, names, fits = fitting.pool_id, fitting.pool, fitting.names, fitting.fits
+    excluded = len(names) - len(fitting.passing)
+    schemes: tuple[str, ...] = ()
+    if excluded:
+        lost = names - fitting.passing
+        schemes = cluster.memo(
+            ("schemes", pool_id, terms[1:]), lambda: _schemes(n for n in pool if n.name in lost)
+        )
+    counted = _counted_names(cluster, fitting, config)
     left_out = fits - counted
     cordoned = not_ready = 0
     if left_out:
@@ -140,6 +182,7 @@ def _match(
     matching = len(fits) - len(left_out)
     nearest = None
     if not fits:
+        eligible = fitting.passing
         nearest = _nearest([n for n in pool if n.name in eligible], requests)
     return MatchResult(
         terms=terms,
