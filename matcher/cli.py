@@ -2,15 +2,20 @@
 
     aim-matcher check  --nodes NODES.json|NODES.yaml|- --profiles DIR_OR_FILE [--config CM.yaml]
                        [-o FORMAT]
+    aim-matcher check  --kubeconfig FILE [--context NAME] [-n NAMESPACE] [--profiles ...]
     aim-matcher select --nodes NODES.json|NODES.yaml|- --profiles DIR_OR_FILE --aim-id ID [...]
     aim-matcher crds   [--out DIR]... [--check]   (default: daemonset/crds and the chart's crds/)
     aim-matcher run    [controller options]   (see ``aim-matcher run --help``)
 
 Inputs are YAML or JSON (``kubectl get nodes -o json | aim-matcher check --nodes - ...``);
-``-`` reads standard input. Exit codes of ``check``: 0 every profile Ready, 1 some profile
-NotAvailable, 2 invalid input (a file that does not parse, a profile or node that fails
-validation, a duplicate key, an alias bomb, nesting too deep); the valid profiles are still
-evaluated and printed. ``select``: 0 a profile was chosen, 1 none, 2 invalid input.
+``-`` reads standard input. With ``--kubeconfig`` (or ``--context``) whatever is not given as a
+file is read from that cluster, read-only: its nodes, its profiles and the matcher's ConfigMap
+(``matcher/live.py``; ``kubectl aim check`` is the same command).
+
+Exit codes of ``check``: 0 every profile Ready, 1 some profile NotAvailable, 2 invalid input (a
+file that does not parse, a profile or node that fails validation, a duplicate key, an alias
+bomb, nesting too deep) or a cluster that cannot be read; the valid profiles are still evaluated
+and printed. ``select``: 0 a profile was chosen, 1 none, 2 invalid input.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ def _add_inputs(
 ) -> None:
     parser.add_argument(
         "--nodes",
-        required=True,
         action="append",
         metavar="FILE",
         help="Nodes as `kubectl get nodes -o json` or `-o yaml` writes them (a List, Node "
@@ -53,7 +57,6 @@ def _add_inputs(
     )
     parser.add_argument(
         "--profiles",
-        required=True,
         action="append",
         metavar="PATH",
         help="AIMProfile/AIMClusterProfile YAML or JSON file or directory (multi-document "
@@ -66,6 +69,37 @@ def _add_inputs(
     parser.add_argument(
         "-o", "--output", choices=list(formats), default="table", help="Output format"
     )
+    cluster = parser.add_argument_group(
+        "the live cluster (read-only: list nodes and profiles, get the matcher ConfigMap)"
+    )
+    cluster.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="Read the nodes, profiles and matcher ConfigMap not given as files from this cluster",
+    )
+    cluster.add_argument(
+        "--context",
+        metavar="NAME",
+        help="The kubeconfig context (implies reading the cluster; default: the current one, "
+        "from --kubeconfig, $KUBECONFIG, in-cluster or ~/.kube/config)",
+    )
+    cluster.add_argument(
+        "--config-map",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="The matcher's ConfigMap in the cluster (default: aim-system/aim-matcher-config; "
+        "when it cannot be read the default settings apply)",
+    )
+
+
+def _require_inputs(args: argparse.Namespace) -> None:
+    if offline.from_cluster(args):
+        return
+    missing = [flag for flag in ("--nodes", "--profiles") if not getattr(args, flag[2:])]
+    if missing:
+        args.subparser.error(
+            f"{' and '.join(missing)} required (or --kubeconfig/--context to read a cluster)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         "when any is NotAvailable, 2 on invalid input (the rest is still evaluated).",
     )
     _add_inputs(check)
+    check.set_defaults(subparser=check)
+    check.add_argument(
+        "-n",
+        "--namespace",
+        help="With a cluster: only this namespace's AIMProfiles (and every cluster profile)",
+    )
 
     select = sub.add_parser(
         "select",
@@ -92,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # wide: the ranking, one column per criterion (docs/architecture.md, "Selection").
     _add_inputs(select, ("table", "wide", "yaml", "json"))
+    select.set_defaults(subparser=select)
     select.add_argument("--aim-id", required=True, help="e.g. qwen/qwen3-32b")
     select.add_argument(
         "--namespace", help="Deploying namespace (its AIMProfiles are visible and win)"
@@ -135,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(args_list)
     if args.command == "crds":
         return _crds(args)
+    _require_inputs(args)
     if args.command == "check":
         return offline.check_command(args)
     return offline.select_command(args)

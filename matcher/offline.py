@@ -21,11 +21,11 @@ import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -36,6 +36,9 @@ from matcher.core.evaluate import evaluate
 from matcher.core.nodes import AllocatableMissing, NodeError, NodeView, node_view
 from matcher.core.selection import Selection, select
 from matcher.documents import StreamError, read_objects
+
+if TYPE_CHECKING:
+    from aimkit.kube import KubeClient
 
 EXIT_OK = 0
 EXIT_NOT_AVAILABLE = 1
@@ -248,6 +251,17 @@ def load_profiles(
     return list(profiles.values())
 
 
+def config_from(configmap: Mapping[str, Any], where: object) -> MatcherConfig:
+    """The settings in the matcher's ConfigMap (raises InputError naming ``where``)."""
+    data = configmap.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise InputError(f"{where}: data: expected a mapping")
+    try:
+        return MatcherConfig.from_configmap_data(data)
+    except ConfigError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
 def load_config(path: Path | None) -> MatcherConfig:
     if path is None:
         return MatcherConfig()
@@ -265,28 +279,121 @@ def load_config(path: Path | None) -> MatcherConfig:
     if len(configmaps) != 1:
         raise InputError(f"{path}: expected exactly one ConfigMap, found {len(configmaps)}")
     place, configmap = configmaps[0]
-    data = configmap.get("data")
-    if data is not None and not isinstance(data, Mapping):
-        raise InputError(f"{place}: data: expected a mapping")
-    try:
-        return MatcherConfig.from_configmap_data(data)
-    except ConfigError as exc:
-        raise InputError(f"{place}: {exc}") from None
+    return config_from(configmap, place)
 
 
-def load_inputs(args: argparse.Namespace, notes: list[str]) -> Inputs:
+# --- the live cluster as input (aim-matcher check --kubeconfig, kubectl aim) ---------------------
+
+
+def index_nodes(objects: Iterable[Any], errors: list[str], warnings: list[str]) -> ClusterIndex:
+    """Nodes listed from the API server, one at a time, into the index (as ``load_nodes``)."""
+    cluster = ClusterIndex()
+    for obj in objects:
+        try:
+            cluster.upsert(node_view(obj))
+        except NodeError as exc:
+            name = _name_of(obj)
+            text = f"node/{name}: {str(exc).removeprefix(f'node {name}: ')}"
+            if isinstance(exc, AllocatableMissing):
+                warnings.append(f"{text}; left out until the kubelet reports it")
+            else:
+                errors.append(text)
+    return cluster
+
+
+def read_profiles(
+    objects: Iterable[Mapping[str, Any]], errors: list[str]
+) -> list[tuple[Profile, dict[str, Any]]]:
+    """Profiles listed from the API server (as ``load_profiles``; the stored status is kept as
+    the previous one, as the controller keeps it)."""
+    out = []
+    for obj in objects:
+        try:
+            out.append((parse_profile(obj), dict(obj)))
+        except ProfileError as exc:
+            errors.append(f"{str(obj.get('kind', '')).lower()}/{_name_of(obj)}: {exc}")
+    return out
+
+
+def _name_of(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return "?"
+    name = str(meta.get("name") or "?")
+    return f"{meta['namespace']}/{name}" if meta.get("namespace") else name
+
+
+def from_cluster(args: argparse.Namespace) -> bool:
+    """Whether the inputs not given as files come from a cluster (``--kubeconfig``,
+    ``--context``; ``kubectl aim`` always)."""
+    return bool(
+        getattr(args, "kubeconfig", None)
+        or getattr(args, "context", None)
+        or getattr(args, "live", False)
+    )
+
+
+def live_inputs(
+    args: argparse.Namespace, notes: list[str], api: KubeClient | None = None
+) -> Inputs:
+    """Inputs read from the cluster of ``args`` (``kubeconfig``, ``context``), except those given
+    as files (``nodes``, ``profiles``, ``config``). Optional attributes: ``namespace`` (only that
+    namespace's AIMProfiles), ``selector`` (a node label selector), ``config_map``,
+    ``list_profiles`` (False: none), ``program`` (the User-Agent). Raises InputError."""
+    # Imported here: reading files must not load the HTTP client.
+    from matcher import live  # noqa: PLC0415
+
     errors: list[str] = []
     warnings: list[str] = []
-    paths = [
-        Path(p) for p in (*args.nodes, *args.profiles, *([args.config] if args.config else []))
-    ]
-    _check_stdin_once(paths)
-    config = load_config(Path(args.config) if args.config else None)
-    cluster = load_nodes([Path(p) for p in args.nodes], errors, warnings)
-    profiles = load_profiles([Path(p) for p in args.profiles], errors, notes)
+    own = api is None
+    try:
+        if api is None:
+            api = live.open_client(
+                args.kubeconfig, args.context, getattr(args, "program", "aim-matcher")
+            )
+        if args.config:
+            config = load_config(Path(args.config))
+        else:
+            ref = getattr(args, "config_map", None) or live.DEFAULT_CONFIG_MAP
+            read = live.config_map(api, ref)
+            config = MatcherConfig()
+            if read.obj is not None:
+                config = config_from(read.obj, f"configmap {read.where}")
+            else:
+                notes.append(f"{read.missing}: the default settings apply")
+        if args.nodes:
+            cluster = load_nodes([Path(p) for p in args.nodes], errors, warnings)
+        else:
+            selector = getattr(args, "selector", None)
+            cluster = index_nodes(live.nodes(api, selector), errors, warnings)
+        profiles: list[tuple[Profile, dict[str, Any]]] = []
+        if args.profiles:
+            profiles = load_profiles([Path(p) for p in args.profiles], errors, notes)
+        elif getattr(args, "list_profiles", True):
+            namespace = getattr(args, "namespace", None)
+            profiles = read_profiles(live.profiles(api, namespace), errors)
+    except live.LiveError as exc:
+        raise InputError(str(exc)) from None
+    finally:
+        if own and api is not None:
+            api.close()
     return Inputs(
         cluster=cluster, config=config, profiles=profiles, errors=errors, warnings=warnings
     )
+
+
+def load_inputs(args: argparse.Namespace, notes: list[str]) -> Inputs:
+    nodes, profiles = args.nodes or [], args.profiles or []
+    paths = [Path(p) for p in (*nodes, *profiles, *([args.config] if args.config else []))]
+    _check_stdin_once(paths)
+    if from_cluster(args):
+        return live_inputs(args, notes)
+    errors: list[str] = []
+    warnings: list[str] = []
+    config = load_config(Path(args.config) if args.config else None)
+    cluster = load_nodes([Path(p) for p in nodes], errors, warnings)
+    loaded = load_profiles([Path(p) for p in profiles], errors, notes)
+    return Inputs(cluster=cluster, config=config, profiles=loaded, errors=errors, warnings=warnings)
 
 
 def evaluate_all(inputs: Inputs, now: datetime) -> list[tuple[Profile, dict[str, Any]]]:
@@ -312,7 +419,8 @@ def _with_status(profile: Profile, status: ProfileStatus) -> Profile:
 # --- printing --------------------------------------------------------------------------------
 
 
-def _table(rows: list[list[str]], out: TextIO) -> None:
+def print_table(rows: list[list[str]], out: TextIO) -> None:
+    """Columns padded to their widest cell, three spaces apart (kubectl's layout)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
@@ -351,7 +459,7 @@ def print_statuses(results: list[tuple[Profile, dict[str, Any]]], fmt: str, out:
         if namespaced:
             row.insert(0, profile.namespace or "")
         rows.append(row)
-    _table(rows, out)
+    print_table(rows, out)
 
 
 def _json_value(value: Any) -> Any:
@@ -366,7 +474,7 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _emit(messages: Sequence[tuple[str, list[str]]], write: Callable[[TextIO], None]) -> None:
+def emit(messages: Sequence[tuple[str, list[str]]], write: Callable[[TextIO], None]) -> None:
     """Messages to stderr (each with its prefix), then the output to stdout.
 
     A reader that went away (``aim-matcher check ... | head -1``) ends the output quietly: the
@@ -398,7 +506,7 @@ def _load_and_evaluate(
     try:
         inputs = load_inputs(args, notes)
     except InputError as exc:
-        _emit([("error: ", [str(exc)])], lambda out: None)
+        emit([("error: ", [str(exc)])], lambda out: None)
         return None
     messages = [("note: ", notes), ("warning: ", inputs.warnings), ("error: ", inputs.errors)]
     return inputs, evaluate_all(inputs, datetime.now(UTC)), messages
@@ -409,7 +517,7 @@ def check_command(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_INVALID
     inputs, results, messages = loaded
-    _emit(messages, lambda out: print_statuses(results, args.output, out))
+    emit(messages, lambda out: print_statuses(results, args.output, out))
     if inputs.errors:
         return EXIT_INVALID
     if any(p.status is not None and p.status.status is Phase.NOT_AVAILABLE for p, _ in results):
@@ -468,7 +576,7 @@ def select_command(args: argparse.Namespace) -> int:
         for profile, why in selection.rejected:
             out.write(f"  not chosen: {profile.ref}: {why}\n")
 
-    _emit(messages, write)
+    emit(messages, write)
     if inputs.errors:
         return EXIT_INVALID
     return EXIT_OK if selection.chosen is not None else EXIT_NOT_AVAILABLE
@@ -490,5 +598,5 @@ def print_ranking(selection: Selection, out: TextIO) -> None:
         if id(profile) not in ranked:
             rows.append(["-", profile.ref, *(t.show(profile) for t in columns), reason])
     if len(rows) > 1:
-        _table(rows, out)
+        print_table(rows, out)
     out.write("ranking: " + " > ".join(t.name for t in selection.tiers) + "\n")

@@ -411,8 +411,23 @@ def test_select_with_nothing_to_choose_exits_1():
 
 
 def test_usage_errors_exit_2():
-    assert run("check", "--profiles", PROFILES).returncode == 2
+    missing = run("check", "--profiles", PROFILES)
+    assert missing.returncode == 2
+    assert (
+        "aim-matcher check: error: --nodes required (or --kubeconfig/--context to read a cluster)"
+        in missing.stderr
+    )
+    assert run("select", "--nodes", NODES, "--aim-id", "x").returncode == 2
     assert run("frobnicate").returncode == 2
+
+
+def test_a_missing_kubeconfig_is_one_line_and_exit_2(tmp_path):
+    result = run("check", "--kubeconfig", tmp_path / "nope" / "config")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: kubeconfig {tmp_path / 'nope' / 'config'}: no such file "
+        f"(no directory {tmp_path / 'nope'})\n"
+    )
 
 
 def test_run_forwards_to_the_controller():
