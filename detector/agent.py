@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
@@ -153,6 +153,8 @@ class CycleReport:
     """Source -> why its probe failed."""
     wrote: bool = False
     publish_error: str | None = None
+    target: str | None = None
+    """Where the labels went (``node/NAME``, the NFD file); None in a dry run."""
 
     @property
     def ok(self) -> bool:
@@ -265,6 +267,8 @@ class Agent:
         log.error(message, extra={"target": self.publisher.target, "error": err})
 
     def _finish(self, report: CycleReport) -> CycleReport:
+        if self.publisher is not None:
+            report = replace(report, target=self.publisher.target)
         if report.decision is not None:
             self.metrics.labels.set(len(report.decision.labels))
             self.metrics.pending_removals.set(len(report.decision.pending_removal))

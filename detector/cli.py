@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -156,7 +156,8 @@ OPTIONS = (
            "touch no cluster and no file: print the labels that would be written",
            "running", is_switch=True),
     Option("--output", "AIM_DETECTOR_OUTPUT", _choice(OUTPUTS), "table",
-           "dry-run output: table, labels (key=value lines) or json", "running",
+           "what --once and --dry-run print: table, labels (key=value lines) or json",
+           "running",
            metavar="{table,labels,json}"),
     Option("--interval", "AIM_DETECTOR_INTERVAL", _positive, 60.0,
            "seconds between cycles", "running", metavar="SECONDS"),
@@ -330,9 +331,46 @@ def render_report(report: CycleReport, output: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _printer(output: str, stream: TextIO) -> Callable[[CycleReport], None]:
+NOTHING_FOUND = "nothing to publish: no AMD accelerator or EPYC CPU found"
+
+
+def render_published(report: CycleReport, output: str) -> str:
+    """What one ``--once`` cycle published, and where (``render_report`` for a dry run)."""
+    if output == "json":
+        document = json.loads(render_report(report, output))
+        document.update(target=report.target, wrote=report.wrote, publishError=report.publish_error)
+        return json.dumps(document, indent=2) + "\n"
+    if output == "labels":
+        return render_report(report, output)
+    if report.decision is None:
+        return f"published nothing: {report.publish_error}\n"
+    labels = report.decision.labels
+    errors = [f"! {src} probe failed: {err}" for src, err in sorted(report.errors.items())]
+    pending = [
+        f"~ {key}: not seen by {runs} probe(s) in a row; kept until --removal-confirmations "
+        "probes in a row miss it"
+        for key, runs in report.decision.pending_removal.items()
+    ]
+    if report.publish_error is not None:
+        head = f"not published to {report.target}: {report.publish_error}"
+    elif not labels and not report.errors:
+        written = f" ({report.target} updated)" if report.wrote else ""
+        return f"{NOTHING_FOUND}{written}\n"
+    elif report.wrote:
+        head = f"published to {report.target}:"
+    else:
+        head = f"published to {report.target} (already there, nothing written):"
+    table = render_report(replace(report, errors={}), output).splitlines()
+    if not labels:
+        table = ["(no labels: the failed probes had published none before)"]
+    return "\n".join([head, *table, *pending, *errors]) + "\n"
+
+
+def _printer(output: str, stream: TextIO, *, dry_run: bool) -> Callable[[CycleReport], None]:
+    render = render_report if dry_run else render_published
+
     def print_report(report: CycleReport) -> None:
-        stream.write(render_report(report, output))
+        stream.write(render(report, output))
         stream.flush()
 
     return print_report
@@ -345,7 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logs.setup(args.log_level or ("warning" if args.dry_run else "info"), args.log_format)
     config = config_from(args)
-    on_cycle = _printer(args.output, sys.stdout) if config.dry_run else None
+    # A dry run prints what it would write; --once what it wrote (the loop only logs).
+    show = config.dry_run or (config.once and not config.cleanup)
+    on_cycle = _printer(args.output, sys.stdout, dry_run=config.dry_run) if show else None
     return run(config, on_cycle=on_cycle)
 
 

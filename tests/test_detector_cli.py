@@ -165,6 +165,44 @@ def test_a_host_without_amd_hardware_gets_no_labels(trees):
     assert labels.stdout == ""
 
 
+def test_once_on_a_host_without_amd_hardware_says_there_is_nothing_to_publish(tmp_path, trees):
+    """Not a dry run (NFD mode, so no cluster is needed): the agent ran, found nothing and
+    says so, rather than printing nothing at all."""
+    features = tmp_path / "features.d"
+    features.mkdir()
+    args = ("--once", "--mode", "nfd", "--nfd-features-dir", str(features))
+    proc = detector(*args, "--host-root", str(trees[INTEL_HOST]), "--gpu-backend", "sysfs")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        "nothing to publish: no AMD accelerator or EPYC CPU found "
+        f"(nfd:{features / FILE_NAME} updated)\n"
+    )
+    assert NfdPublisher(features).read() == {}
+    again = detector(*args, "--host-root", str(trees[INTEL_HOST]), "--gpu-backend", "sysfs")
+    assert again.stdout == "nothing to publish: no AMD accelerator or EPYC CPU found\n"
+
+    # Where there is hardware, the file and the labels in it.
+    proc = detector(*args, "--host-root", str(trees[CPX_HOST]), "--gpu-backend", "sysfs")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == f"published to nfd:{features / FILE_NAME}:"
+    assert NfdPublisher(features).read() == expected_labels(CPX_HOST)
+
+
+def test_once_with_a_failed_probe_says_what_was_kept(tmp_path, trees):
+    features = tmp_path / "features.d"
+    features.mkdir()
+    proc = detector(
+        "--once", "--mode", "nfd", "--nfd-features-dir", str(features),
+        "--host-root", str(trees[BLIND_HOST]), "--gpu-backend", "sysfs",
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"published to nfd:{features / FILE_NAME}:"
+    assert any(line.startswith(LABEL_PREFIX + "EPYC_ZEN4") for line in lines)
+    assert lines[-1].startswith("! gpu probe failed: ")
+    assert "nothing to publish" not in proc.stdout
+
+
 def _this_host_is_a_known_epyc() -> bool:
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -278,11 +316,26 @@ def test_node_mode_once_then_unchanged_then_cleanup(kube, trees):
         assert meta.labels == {"zone": "a", **expected_labels(CPX_HOST)}
         assert (meta.annotations or {})[OWNED_LABELS_ANNOTATION]
         assert 'msg="node patched"' in proc.stderr
+        # What it published, and where, on stdout: the labels now on the Node.
+        head, header, *rows = proc.stdout.splitlines()
+        assert head == f"published to node/{name}:"
+        assert header.split() == ["LABEL", "VALUE", "SOURCE"]
+        assert {r.split()[0]: r.split()[1] for r in rows} == expected_labels(CPX_HOST)
 
+        patches = kube.server.requests.count(verb="patch") if kube.server else 0
+        again = detector("--once", *common, env=env)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.splitlines()[0] == (
+            f"published to node/{name} (already there, nothing written):"
+        )
+        assert again.stdout.splitlines()[1:] == proc.stdout.splitlines()[1:]
         if kube.server is not None:
-            patches = kube.server.requests.count(verb="patch", path_contains=name)
-            assert detector("--once", *common, env=env).returncode == 0
-            assert kube.server.requests.count(verb="patch", path_contains=name) == patches
+            assert kube.server.requests.count(verb="patch") == patches
+
+        as_json = json.loads(detector("--once", *common, "--output", "json", env=env).stdout)
+        assert as_json["target"] == f"node/{name}"
+        assert as_json["wrote"] is False
+        assert as_json["labels"] == expected_labels(CPX_HOST)
 
         proc = detector("--cleanup", *common, env=env)
         assert proc.returncode == 0, proc.stderr
@@ -399,3 +452,26 @@ def test_metrics_listen_on_loopback_outside_a_pod_and_on_the_pod_ip_in_one(
             proc.communicate()
     (serving,) = [e for e in map(json.loads, stderr.splitlines()) if e["msg"] == "serving metrics"]
     assert serving["addresses"] == ",".join(f"{a}:{port}" for a in addresses)
+
+
+def test_once_output_names_labels_kept_for_removal():
+    """A label whose hardware a probe no longer sees stays until the confirmations are in:
+    --once says which, rather than pretending it is still detected."""
+    from detector.agent import CycleReport  # noqa: PLC0415
+    from detector.cli import render_published  # noqa: PLC0415
+    from detector.reconcile import ProbeResult, State, reconcile  # noqa: PLC0415
+
+    key = LABEL_PREFIX + "MI300X"
+    state = State(labels={key: "8"})
+    decision = reconcile(state, [ProbeResult.ok("gpu", {}), ProbeResult.ok("cpu", {})], 2)
+    report = CycleReport(decision, {}, target="node/gpu-1")
+    lines = render_published(report, "table").splitlines()
+    assert [line.split() for line in lines[:3]] == [
+        ["published", "to", "node/gpu-1", "(already", "there,", "nothing", "written):"],
+        ["LABEL", "VALUE", "SOURCE"],
+        [key, "8", "gpu"],
+    ]
+    assert lines[3:] == [
+        f"~ {key}: not seen by 1 probe(s) in a row; kept until --removal-confirmations probes in "
+        "a row miss it",
+    ]
