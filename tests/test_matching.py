@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from detector.labels import accelerator_label_key, partition_label_key
+from detector.labels import LABEL_PREFIX, accelerator_label_key, partition_label_key
 from matcher.api.models import Phase, parse_profile
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
@@ -390,9 +390,20 @@ def test_a_node_joining_with_a_known_model_leaves_no_label_messages_alone():
     assert before == after
 
 
-def test_no_detector_labels_at_all_is_said():
-    status = evaluate(profile(GPU1), cluster_of(node_obj("plain")), DEFAULT, NOW)
-    assert "is the AcceleratorDetector running?" in hw_condition(status).message
+def test_no_detector_labels_at_all_names_the_detector_and_what_it_finds():
+    """No accelerator label anywhere: the message names the program (aim-detector), says that
+    it writes nothing where it finds no AMD hardware (so 'no label' is not always 'not
+    running'), and how to see what it finds; it stays the same while nodes come and go."""
+    p = profile(GPU1)
+    status = evaluate(p, cluster_of(node_obj("plain")), DEFAULT, NOW)
+    message = hw_condition(status).message
+    assert message == (
+        f"No node has label {MI300X}; no node has any {LABEL_PREFIX}* label: aim-detector "
+        "has labelled no node (is it running? It writes no label where it finds no AMD GPU or "
+        "EPYC CPU; aim-detector --once --dry-run on a node shows what it finds there)"
+    )
+    more = evaluate(p, cluster_of(node_obj("plain"), node_obj("other")), DEFAULT, NOW)
+    assert hw_condition(more).message == message
 
 
 def test_wrong_case_model_gets_a_hint():

@@ -125,7 +125,9 @@ def not_available_message(
         if not inventory:
             return (
                 f"No node has label {result.label_key}{hint}; no node has any {LABEL_PREFIX}* "
-                "label (is the AcceleratorDetector running?)"
+                "label: aim-detector has labelled no node (is it running? It writes no label "
+                "where it finds no AMD GPU or EPYC CPU; aim-detector --once --dry-run on a node "
+                "shows what it finds there)"
             )
         return (
             f"No node has label {result.label_key}{hint}; accelerator labels in the cluster: "
