@@ -107,6 +107,9 @@ def test_nearest_nodes_put_the_right_hardware_first():
         mi300x_node("big", gpus="8"),
         mi300x_node("cordoned", gpus="8", unschedulable=True),
         node_obj("cpu-only", {"EPYC_ZEN5": "128"}),
+        # Of the profile's model but partitioned: one label short, like mi325x, yet nearer
+        # (repartitioning a node is a smaller step than buying another model).
+        mi300x_node("zz-cpx", gpus="64", schemes={"CPX-NPS4": "64"}),
     )
     req = explain.requirements(profile({**GPU1, "acceleratorCount": 4}), DEFAULT)
     fits = explain.nearest_nodes(cluster, req, DEFAULT)
@@ -114,11 +117,12 @@ def test_nearest_nodes_put_the_right_hardware_first():
         ("big", []),
         ("cordoned", ["cordoned"]),
         ("small", ["amd.com/gpu 2 (needs 4)"]),
+        ("zz-cpx", ["no partitioning-scheme.default label"]),
         ("mi325x", ["no MI300X label"]),
         ("cpu-only", ["no MI300X label", "no partitioning-scheme.default label",
                       "amd.com/gpu 0 (needs 4)"]),
     ]  # fmt: skip
-    assert [f.serves for f in fits] == [True, False, False, False, False]
+    assert [f.serves for f in fits] == [True, False, False, False, False, False]
 
 
 def test_node_reports_serves_and_near_misses_of_its_own_hardware():

@@ -23,7 +23,7 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from detector.labels import LABEL_PREFIX
+from detector.labels import LABEL_PREFIX, accelerator_id_of
 from matcher.api.models import Profile
 from matcher.core.affinity import LabelTerm, label_terms
 from matcher.core.cluster import ClusterIndex
@@ -129,14 +129,16 @@ def misses(node: NodeView, req: Requirements, config: MatcherConfig) -> tuple[Mi
     return tuple(out)
 
 
-def _rank(node: NodeView, found: Sequence[Miss]) -> tuple[int, int, float, str]:
-    """Nearer first: fewer label misses (the right hardware), fewer other misses, the
-    smallest relative shortage of resources, then the name."""
+def _rank(node: NodeView, found: Sequence[Miss]) -> tuple[int, int, int, float, str]:
+    """Nearer first: the right accelerator (a node with the model's label but the wrong
+    partitioning is nearer than one with another model), fewer label misses, fewer other
+    misses, the smallest relative shortage of resources, then the name."""
+    model = sum(1 for m in found if m.kind == "label" and accelerator_id_of(m.key) is not None)
     labels = sum(1 for m in found if m.is_label)
     shortage = sum(
         float((m.need - m.have) / m.need) for m in found if m.kind == "resource" and m.need
     )
-    return labels, len(found) - labels, shortage, node.name
+    return model, labels, len(found) - labels, shortage, node.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +187,7 @@ def node_reports(
     reports = {node.name: NodeReport(node) for node in cluster}
     # Per node, a heap of its nearest misses with the worst on top: ranks and group numbers
     # negated, so that a nearer miss (or an earlier group) compares greater.
-    heaps: dict[str, list[tuple[tuple[int, int, float], int, tuple[Miss, ...]]]] = {}
+    heaps: dict[str, list[tuple[tuple[int, int, int, float], int, tuple[Miss, ...]]]] = {}
     for number, (req, members) in enumerate(ordered):
         serving = matching_names(cluster, req.terms, req.requests, config)
         for name in serving:
@@ -197,8 +199,8 @@ def node_reports(
             if node.name in serving:
                 continue
             lacking = misses(node, req, config)
-            labels, others, shortage, _ = _rank(node, lacking)
-            entry = ((-labels, -others, -shortage), -number, lacking)
+            model, labels, others, shortage, _ = _rank(node, lacking)
+            entry = ((-model, -labels, -others, -shortage), -number, lacking)
             heap = heaps.setdefault(node.name, [])
             if len(heap) < near:
                 heapq.heappush(heap, entry)
