@@ -506,7 +506,7 @@ def _load_and_evaluate(
     try:
         inputs = load_inputs(args, notes)
     except InputError as exc:
-        emit([("error: ", [str(exc)])], lambda out: None)
+        emit([("note: ", notes), ("error: ", [str(exc)])], lambda out: None)
         return None
     messages = [("note: ", notes), ("warning: ", inputs.warnings), ("error: ", inputs.errors)]
     return inputs, evaluate_all(inputs, datetime.now(UTC)), messages
