@@ -20,6 +20,7 @@ BENCHMARKS = (
     "apiserver",
     "matching",
     "offline",
+    "plugin",
     "controller",
 )
 
