@@ -57,8 +57,10 @@ COPY detector ./detector
 COPY matcher ./matcher
 RUN extras=""; if [ "$WITH_AMDSMI" = "true" ]; then extras="--extra amdsmi"; fi; \
     uv sync --frozen --no-dev --no-editable $extras
-# Both console scripts must start in the built environment.
-RUN /opt/aim/bin/aim-detector --help >/dev/null && /opt/aim/bin/aim-matcher --help >/dev/null
+# Every console script must start in the built environment (kubectl-aim, the kubectl plugin,
+# is installed with the package like the two agents).
+RUN /opt/aim/bin/aim-detector --help >/dev/null && /opt/aim/bin/aim-matcher --help >/dev/null \
+    && /opt/aim/bin/kubectl-aim --help >/dev/null
 
 # The runtime: the base's Python and the virtual environment, nothing to install with.
 FROM ${BASE_IMAGE} AS runtime
