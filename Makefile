@@ -71,8 +71,15 @@ chart: tools
 pytest: .venv/.synced tools
 	.venv/bin/pytest -q
 
+# Every benchmark, printing its figures. Bytecode compiled first and none written while they
+# run, as in the image (Dockerfile: UV_COMPILE_BYTECODE=1 at build, PYTHONDONTWRITEBYTECODE=1
+# at run time), so no start-up figure includes compiling. BENCH= picks some: BENCH="matching
+# churn". The larger sizes are each module's --full (docs/benchmarks.md).
+BENCH ?=
 bench: .venv/.synced
-	$(PY) -m benchmarks
+	$(UV) sync --frozen --quiet --compile-bytecode
+	$(PY) -m compileall -q -j0 aimkit detector matcher benchmarks tests >/dev/null
+	PYTHONDONTWRITEBYTECODE=1 $(PY) -m benchmarks $(BENCH)
 
 crds: .venv/.synced
 	.venv/bin/aim-matcher crds

@@ -1,7 +1,8 @@
 """Run every benchmark in turn and print its figures (``make bench``).
 
 ``python -m benchmarks`` runs them all; ``python -m benchmarks probe matching`` runs some.
-Each one is also runnable alone as ``python -m benchmarks.bench_<name>``.
+Each one is also runnable alone as ``python -m benchmarks.bench_<name>``, which is where the
+larger sizes are (``--full``). ``make bench`` runs this with bytecode compiled as in the image.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 
 #: In the order a reader meets the components: detector, the agents' processes and server, API
-#: server, matcher core, offline check, controller.
+#: server, matcher core, offline check, controller, the controller under churn.
 BENCHMARKS = (
     "probe",
     "detector_loop",
@@ -22,6 +23,7 @@ BENCHMARKS = (
     "offline",
     "plugin",
     "controller",
+    "churn",
 )
 
 
