@@ -251,7 +251,14 @@ def _events(world: World, api: KubeClient, port: int, rng: random.Random, events
 
 
 def _latency(
-    world: World, api: KubeClient, port: int, rng: random.Random, *, changes: int, rate: float
+    world: World,
+    api: KubeClient,
+    port: int,
+    rng: random.Random,
+    *,
+    changes: int,
+    rate: float,
+    interval: float,
 ) -> None:
     srv = world.srv
     beats = Heartbeats(connect(world.kubeconfig, pool_size=2), world.ready_nodes, rate)
@@ -262,6 +269,7 @@ def _latency(
     try:
         node, model = None, ABSENT[0]
         for i in range(changes):
+            time.sleep(interval)
             srv.requests.clear()
             if node is None:  # appear on a random node
                 node, model = world.nodes[rng.randrange(len(world.nodes))], ABSENT[i // 2 % 3]
@@ -277,8 +285,10 @@ def _latency(
             extra_writes += count - len(targets)
             if value is None:
                 node = None
-        elapsed = time.monotonic() - t_start
+    except KeyboardInterrupt:  # report what was measured so far
+        print(f"  interrupted after {len(latencies)} changes")
     finally:
+        elapsed = time.monotonic() - t_start
         beats.stopped.set()
         beats.join(5)
     achieved = beats.sent / elapsed
@@ -293,7 +303,8 @@ def _latency(
     wanting = statistics.mean(len(v) for v in world.wanting.values())
     print(f"  change -> status of the ~{wanting:.0f} profiles wanting the model, over "
           f"{len(ms)} changes with {achieved:.1f} node heartbeats/s behind them "
-          f"({beats.sent} sent, {beats.late} late by > 100 ms): {spread}")  # fmt: skip
+          f"({beats.sent} sent, {beats.late} late by > 100 ms), {len(ms) / elapsed:.2f} "
+          f"changes/s: {spread}")  # fmt: skip
     print(f"  status writes beyond the changed profiles' own during that run: {extra_writes} "
           f"({extra_writes / len(ms):.1f} a change; heartbeats alone must cause none)")  # fmt: skip
 
@@ -327,6 +338,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--changes", type=int, help="label changes timed under churn")
     p.add_argument("--events", type=int, default=3, help="appear/leave events per absent model")
     p.add_argument("--heartbeats", type=float, default=50.0, help="per second, during --changes")
+    p.add_argument(
+        "--change-interval",
+        type=float,
+        default=0.0,
+        help="seconds between one change settling and the next (0: back to back, which a "
+        "matcher's rate limiter on node-event re-evaluations then paces)",
+    )
     p.add_argument("--storm", type=int, default=100, help="nodes cordoned within a second")
     p.add_argument("--write-latency", type=float, default=0.005)
     args = p.parse_args(argv)
@@ -367,7 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  first status on all {names} profiles {time.monotonic() - started:.1f}s after "
               f"start")  # fmt: skip
         _events(world, api, port, rng, args.events)
-        _latency(world, api, port, rng, changes=changes, rate=args.heartbeats)
+        _latency(
+            world,
+            api,
+            port,
+            rng,
+            changes=changes,
+            rate=args.heartbeats,
+            interval=args.change_interval,
+        )
         _storm(world, api, port, rng, args.storm)
         print(f"  {_load()}")
     finally:
