@@ -1,7 +1,8 @@
 """The matcher core's indexed evaluation against a fair O(profiles x nodes) baseline.
 
 Run: ``.venv/bin/python -m benchmarks.bench_matching`` (100 profiles x 1,000 nodes and
-1,000 x 5,000, about a minute on 2 cores); ``--full`` adds 5,000 x 20,000 (a few minutes more).
+1,000 x 5,000: 40 s of CPU, 1.5 minutes on 2 busy cores); ``--full`` adds 5,000 x 20,000
+(``--only-full`` runs it alone: 5 minutes of CPU, 11 on 2 busy cores).
 
 Inputs are ``benchmarks/realistic.py``'s nodes (GPU nodes of 10-14 KB: NFD, device plugin and
 detector labels, images, conditions, managedFields) and profiles (16 models over 8 GPU models,
