@@ -220,8 +220,10 @@ class ControlPlane:
             ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
             headers["Content-Type"] = ctype
         for attempt in (1, 2):
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
+            conn = None
+            if attempt == 1:  # the retry must not pick another pooled, maybe closed, one
+                with self._lock:
+                    conn = self._idle.pop() if self._idle else None
             if conn is None:
                 host = urllib.parse.urlsplit(self.url)
                 conn = http.client.HTTPSConnection(
