@@ -12,7 +12,7 @@ import sys
 import time
 
 #: In the order a reader meets the components: detector, the agents' processes and server, API
-#: server, matcher core, offline check, controller, the controller under churn.
+#: server, matcher core, offline check, kubectl aim, controller, the controller under churn.
 BENCHMARKS = (
     "probe",
     "detector_loop",
