@@ -187,15 +187,32 @@ class KubeClient:
         timeout: float | tuple[float, float] | None = None,
     ) -> dict[str, Any]:
         """One call; the JSON object the server answered (raises KubeError)."""
-        response = self._send(method, path, query, body, content_type, timeout, stream=False)
+        raw = self.request_bytes(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
         what = f"{method} {path}"
         try:
-            decoded = json.loads(response.data) if response.data else {}
+            decoded = json.loads(raw) if raw else {}
         except ValueError as err:
             raise TransportError(what, f"the answer is not JSON: {err}") from None
         if not isinstance(decoded, dict):
             raise TransportError(what, "the answer is not a JSON object")
         return decoded
+
+    def request_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> bytes:
+        """One call; the raw body of the 2xx answer, for callers that decode it their own way
+        (the matcher decodes node lists into the few fields it keeps). Raises KubeError."""
+        response = self._send(method, path, query, body, content_type, timeout, stream=False)
+        return bytes(response.data or b"")
 
     def get(self, path: str, **query: Any) -> dict[str, Any]:
         return self.request("GET", path, query=query or None)
@@ -302,26 +319,28 @@ class WatchStream:
 
         Raises TransportError for a broken stream and ValueError for a garbled event.
         """
+        for line in self.lines():
+            event = json.loads(line)
+            if not isinstance(event, dict):
+                raise ValueError("a watch event is not a JSON object")
+            obj = event.get("object")
+            yield str(event.get("type", "")), obj if isinstance(obj, dict) else {}
+
+    def lines(self) -> Iterator[bytes]:
+        """The raw events, one JSON document per item (blank lines skipped), for callers that
+        decode them their own way. Raises TransportError for a broken stream."""
+        buffer = b""
         try:
-            for line in self._lines():
-                if not line.strip():
-                    continue
-                event = json.loads(line)
-                if not isinstance(event, dict):
-                    raise ValueError("a watch event is not a JSON object")
-                obj = event.get("object")
-                yield str(event.get("type", "")), obj if isinstance(obj, dict) else {}
+            for chunk in self._response.stream(amt=None, decode_content=False):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield line
+            if buffer.strip():
+                yield buffer
         except (HTTPError, OSError) as err:
             raise TransportError("watch", f"stream broke: {describe(err, '')}") from err
-
-    def _lines(self) -> Iterator[bytes]:
-        buffer = b""
-        for chunk in self._response.stream(amt=None, decode_content=False):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            yield from lines
-        if buffer:
-            yield buffer
 
     def interrupt(self) -> None:
         """Unblock a thread reading the stream (it then ends or raises)."""

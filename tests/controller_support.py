@@ -29,7 +29,7 @@ def gpu_labels(model_key: str, count: str = "8") -> dict[str, str]:
 
 #: Short timings so leader changes and retries happen within a test's second or two.
 FAST_INFORMER = InformerSettings(
-    page_size=100, watch_timeout=30, backoff_base=0.05, backoff_cap=0.4, failure_threshold=3
+    page_size=100, watch_timeout=30, backoff_base=0.05, backoff_cap=0.4, degraded_after=0.5
 )
 
 

@@ -16,7 +16,7 @@ from tests.controller_support import MI300X, node_obj, wait_for
 pytestmark = pytest.mark.cluster
 
 SETTINGS = InformerSettings(
-    page_size=100, watch_timeout=30, backoff_base=0.02, backoff_cap=0.2, failure_threshold=3
+    page_size=100, watch_timeout=30, backoff_base=0.02, backoff_cap=0.2, degraded_after=0.3
 )
 
 
@@ -103,7 +103,8 @@ def test_a_dropped_watch_resumes_from_the_last_version_without_a_relist(kube, in
     watches = [r.query for r in srv.requests if r.verb == "watch"]
     assert watches[0]["resourceVersion"] == resume_from
     assert watches[0]["allowWatchBookmarks"] == "true"
-    assert _lists(srv) == []
+    # Only the one-item check that the storage did not go back, no relist.
+    assert _lists(srv) == [{"limit": "1"}]
 
 
 def test_410_forces_a_relist_that_delivers_what_the_gap_hid(kube, informer):

@@ -94,7 +94,7 @@ def test_first_statuses_metrics_and_probes(kube, apis, world, controller):
     assert status["matchingNodes"] == 2
     assert status["hardwareSummary"] == "1 x MI300X"
     not_available = cluster_status(custom, "mi355x-1")["conditions"][0]["message"]
-    assert not_available.endswith("accelerator labels in the cluster: MI300X, MI325X")
+    assert not_available.endswith("nearest accelerator models in the cluster: MI325X, MI300X")
     assert controller.health is not None
     base = f"http://127.0.0.1:{controller.health.port}"
     assert _get(base + "/readyz") == (200, "ok\n")

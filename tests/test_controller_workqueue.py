@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from matcher.controller.workqueue import ExponentialBackoff, WorkQueue
+import pytest
+
+from matcher.controller.workqueue import ExponentialBackoff, TokenBucket, WorkQueue
 
 
 class FakeClock:
@@ -118,3 +120,73 @@ def test_concurrent_workers_never_hold_the_same_key():
         t.join(30)
     assert clashes == []
     assert len(processed) > 50
+
+
+def _due(q: WorkQueue[str], clock: FakeClock, step: float = 0.05, limit: float = 60) -> float:
+    """Seconds of the fake clock until the queue hands out a key."""
+    start = clock.now
+    while q.get(timeout=0) is None:
+        clock.now += step
+        assert clock.now - start < limit, "never handed out"
+    return round(clock.now - start, 6)
+
+
+def test_the_token_bucket_lets_a_burst_through_then_paces_at_its_rate():
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=3, clock=clock)
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    # Each further caller waits its turn behind the ones before it.
+    assert [round(bucket.reserve(), 6) for _ in range(3)] == [0.1, 0.2, 0.3]
+    clock.now += 10  # refills up to the burst, not beyond
+    assert [bucket.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert round(bucket.reserve(), 6) == 0.1
+    assert TokenBucket(rate=0, burst=0, clock=clock).reserve() == 0.0  # disabled
+
+
+def test_a_burst_of_node_events_for_one_key_is_one_evaluation_after_the_delay():
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock=clock)
+    for _ in range(50):
+        q.add_coalesced("p", 0.2)
+        clock.now += 0.001
+    assert q.get(timeout=0) is None  # not before the delay
+    clock.now += 0.2
+    assert q.get(timeout=0) == "p"
+    q.done("p")
+    assert q.get(timeout=0) is None
+    clock.now += 10
+    assert q.get(timeout=0) is None  # one evaluation for the 50 events, not 50
+
+
+def test_coalesced_adds_take_bucket_tokens_only_for_keys_not_already_scheduled():
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock=clock, bucket=TokenBucket(rate=1, burst=2, clock=clock))
+    for _ in range(20):  # twenty events on two keys: two tokens
+        q.add_coalesced("a", 0.2)
+        q.add_coalesced("b", 0.2)
+    q.add_coalesced("c", 0.2)  # the bucket is empty: a token in 1 s, later than the 0.2 s
+    start = clock.now
+    assert sorted(k for k in (_take(q, clock), _take(q, clock))) == ["a", "b"]
+    assert clock.now - start == pytest.approx(0.2, abs=0.011)
+    assert _take(q, clock) == "c"
+    assert clock.now - start == pytest.approx(1.0, abs=0.011)
+
+
+def _take(q: WorkQueue[str], clock: FakeClock) -> str:
+    while (key := q.get(timeout=0)) is None:
+        clock.now += 0.01
+    return key
+
+
+def test_a_retry_waits_at_least_what_the_server_asked_and_at_least_its_backoff():
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(ExponentialBackoff(base=0.05, cap=30), clock=clock)
+    q.add_rate_limited("a", at_least=2.0)  # 429 with Retry-After: 2
+    assert _due(q, clock, step=0.01) == pytest.approx(2.0, abs=0.011)
+    q.done("a")
+    for _ in range(7):  # back-off now 0.05 * 2**8 = 12.8 s > Retry-After
+        q.add_rate_limited("a")
+        _due(q, clock)
+        q.done("a")
+    q.add_rate_limited("a", at_least=2.0)
+    assert _due(q, clock, step=0.01) == pytest.approx(12.8, abs=0.011)

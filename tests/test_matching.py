@@ -375,10 +375,46 @@ def test_no_label_in_cluster_names_the_labels_that_exist():
     assert status.matching_nodes == 0
     condition = hw_condition(status)
     assert (condition.status, condition.reason) == ("False", "HardwareNotAvailable")
+    # The nearest models of the same kind: a GPU profile is not told about CPUs.
     assert condition.message == (
-        "No node has label feature.node.kubernetes.io/aim-accelerator.MI355X; accelerator "
-        "labels in the cluster: EPYC_ZEN4, EPYC_ZEN5, MI300X"
+        "No node has label feature.node.kubernetes.io/aim-accelerator.MI355X; nearest "
+        "accelerator models in the cluster: MI300X"
     )
+
+
+def _no_label_message(wanted: str, models: list[str]) -> str:
+    nodes = [node_obj(f"n{i}", {m: "8"}) for i, m in enumerate(models)]
+    spec = {**GPU1, "acceleratorModel": wanted}
+    if wanted.startswith("EPYC"):
+        spec = {**spec, "acceleratorType": "cpu", "acceleratorCount": 0}
+    return hw_condition(evaluate(profile(spec), cluster_of(*nodes), DEFAULT, NOW)).message
+
+
+@pytest.mark.parametrize(
+    ("wanted", "models", "named"),
+    [
+        # Closest number first, at most three, same kind only.
+        ("MI400X", ["MI210", "MI250X", "MI300X", "MI325X", "MI350X", "MI355X", "EPYC_ZEN5"],
+         "MI355X, MI350X, MI325X"),
+        ("MI300", ["MI300A", "MI300X", "MI355X", "MI100"], "MI300A, MI300X, MI355X"),
+        ("EPYC_ZEN6", ["EPYC_ZEN4", "EPYC_ZEN5", "MI300X"], "EPYC_ZEN5, EPYC_ZEN4"),
+        # No model of its kind: the nearest of the others.
+        ("MI355X", ["EPYC_ZEN5", "EPYC_ZEN4"], "EPYC_ZEN4, EPYC_ZEN5"),
+    ],
+)  # fmt: skip
+def test_a_label_no_node_has_names_the_nearest_models(wanted, models, named):
+    assert _no_label_message(wanted, models).endswith(
+        f"nearest accelerator models in the cluster: {named}"
+    )
+
+
+def test_a_model_far_from_the_wanted_one_appearing_leaves_the_message_alone():
+    """Model churn elsewhere in the cluster does not rewrite every NotAvailable status."""
+    models = ["MI210", "MI250X", "MI300X", "MI325X", "MI350X", "MI355X"]
+    before = _no_label_message("MI400X", models)
+    assert _no_label_message("MI400X", [*models, "MI308X", "MI100", "EPYC_ZEN5"]) == before
+    # A nearer one does change it: it is what the user most likely meant.
+    assert _no_label_message("MI400X", [*models, "MI380X"]) != before
 
 
 def test_a_node_joining_with_a_known_model_leaves_no_label_messages_alone():
@@ -607,7 +643,7 @@ def test_partition_labels_are_not_accelerators_in_the_inventory():
     status = evaluate(
         profile({**GPU1, "acceleratorModel": "MI325X"}), cluster_of(node), DEFAULT, NOW
     )
-    assert hw_condition(status).message.endswith("accelerator labels in the cluster: MI300X")
+    assert hw_condition(status).message.endswith("accelerator models in the cluster: MI300X")
 
 
 # --- the example cluster ----------------------------------------------------------------------

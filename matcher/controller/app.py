@@ -74,7 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
         help="this replica's name in the Lease (default: $POD_NAME or hostname_random)",
     )
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=8,
+        help="reconcile workers, and so the most status writes in flight at once (default 8)",
+    )
+    p.add_argument(
+        "--coalesce-delay",
+        type=float,
+        default=0.2,
+        help="seconds a node event waits before the profiles it affects are re-evaluated, so "
+        "a burst of node events is one write per profile (default 0.2)",
+    )
+    p.add_argument(
+        "--rate-limit-qps",
+        type=float,
+        default=10.0,
+        help="global token bucket over node-event re-evaluations and retries, per second; 0 "
+        "disables (default 10)",
+    )
+    p.add_argument(
+        "--rate-limit-burst", type=_positive_int, default=100, help="its burst (default 100)"
+    )
     p.add_argument(
         "--resync-period",
         type=float,
@@ -84,10 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=int, default=500, help="list page size (default 500)")
     p.add_argument("--watch-timeout", type=float, default=300.0, help="seconds (default 300)")
     p.add_argument(
+        "--degraded-after",
+        type=float,
+        default=30.0,
+        help="seconds list/watch of nodes must fail without a success before profiles show "
+        "Degraded (default 30)",
+    )
+    p.add_argument(
         "--failure-threshold",
-        type=int,
+        type=_positive_int,
         default=3,
-        help="consecutive list/watch failures before nodes count as unavailable (default 3)",
+        help="consecutive failed watches before the next attempt is a full re-list (default 3)",
     )
     p.add_argument("--backoff-cap", type=float, default=10.0, help="seconds (default 10)")
     p.add_argument(
@@ -98,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--metrics-port", type=int, help="shorthand for --health-addr :PORT")
     p.add_argument("--no-events", action="store_true", help="do not record Kubernetes Events")
+    p.add_argument(
+        "--profile-metrics-limit",
+        type=int,
+        default=10000,
+        help="at most this many aim_profile_status series, one per profile; 0: none "
+        "(default 10000)",
+    )
     p.add_argument("--log-level", default="info", choices=logs.LEVELS)
     p.add_argument(
         "--log-format",
@@ -128,16 +164,28 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         retry_period=args.retry_period,
         workers=args.workers,
         resync_period=args.resync_period,
+        coalesce_delay=args.coalesce_delay,
+        rate_limit_qps=args.rate_limit_qps,
+        rate_limit_burst=args.rate_limit_burst,
         informer=InformerSettings(
             page_size=args.page_size,
             watch_timeout=args.watch_timeout,
             failure_threshold=args.failure_threshold,
+            degraded_after=args.degraded_after,
             backoff_cap=args.backoff_cap,
         ),
+        profile_metrics_limit=args.profile_metrics_limit,
         events=not args.no_events,
         health_host=health_host,
         health_port=health_port,
     )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -150,7 +198,11 @@ def main(argv: list[str]) -> int:
         parser.error(str(exc))
     try:
         # Audit logs (and the tests' request record) tell the replicas apart by the agent.
-        api = connect(args.kubeconfig, user_agent=f"aim-matcher/{settings.identity}", pool_size=16)
+        # One connection per worker, per informer's watch, and a few for the lease and events.
+        pool_size = settings.workers + len(settings.profile_namespaces or ("",)) + 6
+        api = connect(
+            args.kubeconfig, user_agent=f"aim-matcher/{settings.identity}", pool_size=pool_size
+        )
     except ConfigError as exc:
         print(f"aim-matcher run: cannot load Kubernetes configuration: {exc}", file=sys.stderr)
         return 2

@@ -1,19 +1,26 @@
-"""core/v1 Events on profiles whose availability flips between Ready and NotAvailable.
+"""core/v1 Events on profiles: found NotAvailable (Warning), available again (Normal).
 
-Events are best effort, as in client-go's recorder: a failure is logged and dropped, never
-retried in a way that could hold up status writes. Events for cluster-scoped
-AIMClusterProfiles go to the ``default`` namespace, where kubectl looks for events of
-cluster-scoped objects.
+Events are best effort, as in client-go's recorder: they are queued and sent by one thread of
+their own, so that a thousand profiles found NotAvailable at start-up never hold up a status
+write; a full queue (``capacity``) drops the event with a log line, and a failed send is logged
+and dropped, never retried. Events for cluster-scoped AIMClusterProfiles go to the ``default``
+namespace, where kubectl looks for events of cluster-scoped objects.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aimkit.kube import KubeClient
+from aimkit.logs import Throttle
 from matcher.api.models import API_VERSION
 from matcher.controller.informer import TRANSPORT_ERRORS, error_text
 from matcher.controller.status_writer import ProfileKey
@@ -24,11 +31,49 @@ COMPONENT = "aim-matcher"
 CLUSTER_EVENT_NAMESPACE = "default"
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    key: ProfileKey
+    uid: str | None
+    event_type: str
+    reason: str
+    message: str
+    at: datetime
+
+
 class EventRecorder:
-    def __init__(self, api: KubeClient, instance: str, request_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        api: KubeClient,
+        instance: str,
+        request_timeout: float = 5.0,
+        *,
+        capacity: int = 1000,
+        on_sent: Callable[[str], None] | None = None,
+    ) -> None:
         self._api = api
         self._instance = instance
         self._timeout = request_timeout
+        self._on_sent = on_sent
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(capacity)
+        self._dropped = Throttle()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Send what is queued for up to ``timeout`` seconds, then stop."""
+        if self._thread is None:
+            return
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is None or self._thread.is_alive()
 
     def record(
         self,
@@ -38,14 +83,31 @@ class EventRecorder:
         reason: str,
         message: str,
     ) -> bool:
+        """Queue an Event (sent at once when the recorder was not started); False if dropped."""
+        pending = _Pending(key, uid, event_type, reason, message, datetime.now(UTC))
+        if self._thread is None:
+            return self._send(pending)
+        try:
+            self._queue.put_nowait(pending)
+        except queue.Full:
+            if self._dropped.allow("full"):
+                log.warning("event queue full: dropping events", extra={"profile": str(key)})
+            return False
+        return True
+
+    def _run(self) -> None:
+        while (pending := self._queue.get()) is not None:
+            self._send(pending)
+
+    def _send(self, pending: _Pending) -> bool:
+        key, now, reason = pending.key, pending.at, pending.reason
         namespace = key.namespace or CLUSTER_EVENT_NAMESPACE
-        now = datetime.now(UTC)
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         involved: dict[str, Any] = {"apiVersion": API_VERSION, "kind": key.kind, "name": key.name}
         if key.namespace:
             involved["namespace"] = key.namespace
-        if uid:
-            involved["uid"] = uid
+        if pending.uid:
+            involved["uid"] = pending.uid
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -55,9 +117,9 @@ class EventRecorder:
                 "namespace": namespace,
             },
             "involvedObject": involved,
-            "type": event_type,
+            "type": pending.event_type,
             "reason": reason,
-            "message": message[:1024],
+            "message": pending.message[:1024],
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
             "reportingInstance": self._instance,
@@ -72,4 +134,6 @@ class EventRecorder:
         except TRANSPORT_ERRORS as exc:
             log.warning("cannot record event: %s", error_text(exc), extra={"profile": str(key)})
             return False
+        if self._on_sent is not None:
+            self._on_sent(reason)
         return True

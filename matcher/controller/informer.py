@@ -3,14 +3,35 @@
 One thread per resource: a paged list fills the cache, a watch resumes from the last
 resourceVersion seen (bookmarks move it too), a 410 Gone forces a full re-list whose
 difference against the cache is delivered as add/update/delete, and failures back off
-exponentially. After ``failure_threshold`` consecutive failures the informer reports itself
-unhealthy (the controller marks node-dependent profiles Degraded) and healthy again on the
-first success.
+exponentially (at least as long as a ``Retry-After`` asks).
 
-Lists and watches read raw JSON through ``aimkit.kube`` (the generated models of the
-``kubernetes`` package cost several times the memory and time of ``json.loads`` for a 5,000-node
-list), and each object is projected by ``transform`` straight away so only the projection stays
-in memory.
+Health is about time, not a count of errors: the informer reports itself unhealthy (the
+controller marks node-dependent profiles Degraded) once list/watch has failed without a success
+for ``degraded_after`` seconds, and healthy again on the first success. A blip of a second or
+two (an API server restarting, a few dropped watches) therefore rewrites no status.
+
+**A storage that went back.** After an API server restart that lost its state (etcd wiped or
+restored from a backup), resourceVersions start lower than the ones this cache holds. A watch
+resumed from our (now future) resourceVersion is answered 200 and then stays silent until the
+store passes that version (kube-apiserver v1.34; only a list or a ``sendInitialEvents`` watch
+gets "Too large resource version"), so the cache would silently stop following the cluster. So
+before resuming a watch that ended, for whatever reason (a restart ends every watch, cleanly on
+SIGTERM or by a dropped connection), the informer asks for a one-item list: when its
+resourceVersion is lower than the last one seen, the storage went back and the informer
+re-lists, calling ``on_storage_reset`` first (the reconciler drops its notes of written
+resourceVersions, which would otherwise make every status patch a 409). Why this and not a
+timer or a bookmark drought: the check runs exactly when the server may have changed under us
+(a watch ended), costs one small request per watch restart (every 5-10 minutes otherwise), and
+does not depend on bookmarks, which kube-apiserver sends only once that resource's own watch
+cache moves (a quiet resource gets none for hours). What it cannot see: a store that went back
+and was then written past our resourceVersion before our first check succeeded (a long outage
+of ours while the cluster was rebuilt); the periodic resync does not cover that, a matcher
+restart does.
+
+Lists and watches read raw JSON through ``aimkit.kube`` and a ``Codec`` turns it into
+projections straight away, so only the projection stays in memory. ``JsonCodec`` (json.loads,
+then ``transform``) serves small collections; the node informer uses a decoder that reads only
+the fields the matcher keeps (``nodecodec``).
 
 A collection the API server does not serve (404: its CRD is not installed) is reported once,
 with ``missing_hint`` saying what to do, and retried at the back-off cap until it appears; the
@@ -19,9 +40,11 @@ same failure repeated is logged once (then every 10 minutes), its recovery once.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -63,8 +86,76 @@ class InformerSettings:
     watch_timeout: float = 300.0
     backoff_base: float = 0.2
     backoff_cap: float = 10.0
+    #: Consecutive failed watches after which the next attempt is a full re-list.
     failure_threshold: int = 3
+    #: Seconds of failing list/watch (no success in between) before the informer reports
+    #: itself unhealthy (node-dependent profiles go Degraded).
+    degraded_after: float = 30.0
     request_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One decoded list page: (key, projection or why the object cannot be read) per item."""
+
+    items: list[tuple[str, T | ValueError]]
+    resource_version: str
+    continue_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent(Generic[T]):
+    type: str
+    key: str
+    resource_version: str
+    #: The projection (or why the object cannot be read); None for BOOKMARK and ERROR.
+    value: T | ValueError | None = None
+    #: The Status object of an ERROR event.
+    status: Mapping[str, Any] | None = None
+
+
+class Codec(Protocol[T]):
+    """Decodes a list page and a watch event from the raw JSON the API server sent."""
+
+    def page(self, raw: bytes) -> Page[T]: ...
+    def event(self, raw: bytes) -> WatchEvent[T]: ...
+
+
+class JsonCodec(Generic[T]):
+    """``json.loads``, then ``transform`` per object (ValueError: the object cannot be read)."""
+
+    def __init__(self, transform: Callable[[Mapping[str, Any]], T]) -> None:
+        self._transform = transform
+
+    def project(self, obj: Mapping[str, Any]) -> T | ValueError:
+        try:
+            return self._transform(obj)
+        except ValueError as exc:
+            return exc
+
+    def page(self, raw: bytes) -> Page[T]:
+        doc = _object(json.loads(raw) if raw else {}, "a list")
+        meta = doc.get("metadata") or {}
+        items = [(object_key(obj), self.project(obj)) for obj in doc.get("items") or ()]
+        return Page(items, str(meta.get("resourceVersion") or ""), meta.get("continue") or None)
+
+    def event(self, raw: bytes) -> WatchEvent[T]:
+        doc = _object(json.loads(raw), "a watch event")
+        event_type = str(doc.get("type", ""))
+        obj = doc.get("object")
+        obj = obj if isinstance(obj, Mapping) else {}
+        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        if event_type == "ERROR":
+            return WatchEvent(event_type, "", rv, status=obj)
+        if event_type == "BOOKMARK":
+            return WatchEvent(event_type, "", rv)
+        return WatchEvent(event_type, object_key(obj), rv, self.project(obj))
+
+
+def _object(doc: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"{what} is not a JSON object")
+    return doc
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -106,25 +197,32 @@ class Informer(Generic[T]):
         on_health: Callable[[bool, str], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
         on_synced: Callable[[], None] | None = None,
+        on_storage_reset: Callable[[], None] | None = None,
         query: Mapping[str, str] | None = None,
         missing_hint: str = "",
+        codec: Codec[T] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self._api = api
         self.path = path
         self._query = dict(query or {})
         self._missing_hint = missing_hint
-        self._transform = transform
+        self._codec: Codec[T] = codec if codec is not None else JsonCodec(transform)
         self._handler = handler
         self._settings = settings or InformerSettings()
         self._on_health = on_health
         self._on_restart = on_restart
         self._on_synced = on_synced
+        self._on_storage_reset = on_storage_reset
+        self._clock = clock
         self.store: dict[str, T] = {}
         self.resource_version = ""
         self.synced = threading.Event()
         self._stop = threading.Event()
         self._failures = 0
+        #: When the current run of failures began (None while list/watch works).
+        self._failing_since: float | None = None
         self._healthy = True
         self._throttle = Throttle()
         #: Why the last list or watch failed, until one succeeds (for /readyz).
@@ -163,12 +261,18 @@ class Informer(Generic[T]):
 
     def run(self) -> None:
         need_list = True
+        # Set once a watch has ended: before resuming, make sure the server did not go back.
+        check_storage = False
         while not self._stop.is_set():
             try:
+                if check_storage and not need_list:
+                    need_list = self._storage_went_back()
+                check_storage = False
                 if need_list:
                     self._list()
                     need_list = False
                     self._succeeded()
+                check_storage = True
                 self._watch()
             except Gone:
                 log.info("resource version expired, re-listing", extra={"informer": self.name})
@@ -187,7 +291,23 @@ class Informer(Generic[T]):
                 # resourceVersion loses nothing. Repeated failures fall back to a list.
                 if self._failures >= self._settings.failure_threshold:
                     need_list = True
-                self._stop.wait(max(self._delay(), _retry_after(exc)))
+                self._stop.wait(max(self._next_attempt_in(), retry_after_of(exc)))
+
+    def _storage_went_back(self) -> bool:
+        """A one-item list: True when its resourceVersion is older than the last one seen."""
+        query = dict(self._query, limit=1)
+        raw = self._api.request_bytes(
+            "GET", self.path, query=query, timeout=self._settings.request_timeout
+        )
+        listed = self._codec.page(raw).resource_version
+        if not (listed and self.resource_version and older(listed, self.resource_version)):
+            return False
+        log.warning(
+            "the API server's resourceVersion went back (storage restored or replaced): re-listing",
+            extra={"informer": self.name, "listed": listed, "seen": self.resource_version},
+        )
+        self._restarted("went-back")
+        return True
 
     # -- list -----------------------------------------------------------------------------
 
@@ -199,7 +319,7 @@ class Informer(Generic[T]):
             if continue_token:
                 query["continue"] = continue_token
             try:
-                page = self._api.request(
+                raw = self._api.request_bytes(
                     "GET", self.path, query=query, timeout=self._settings.request_timeout
                 )
             except ApiError as exc:
@@ -209,31 +329,37 @@ class Informer(Generic[T]):
                     continue_token = None
                     continue
                 raise
-            for obj in page.get("items") or ():
-                self._project_into(items, obj)
-            meta = page.get("metadata") or {}
-            continue_token = meta.get("continue") or None
+            page = self._codec.page(raw)
+            del raw
+            for key, value in page.items:
+                if isinstance(value, ValueError):
+                    self._unreadable(key, value)
+                else:
+                    items[key] = value
+            continue_token = page.continue_token
             if not continue_token:
-                self.resource_version = str(meta.get("resourceVersion") or "")
+                listed = page.resource_version
                 break
             if self._stop.is_set():
                 return
+        went_back = bool(listed and self.resource_version) and older(listed, self.resource_version)
+        self.resource_version = listed
+        if went_back and self._on_storage_reset is not None:
+            # Before the difference is delivered: the reconciler must not compare the new
+            # objects with notes of resourceVersions the storage no longer has.
+            self._on_storage_reset()
         self._replace(items)
         if not self.synced.is_set():
             self.synced.set()
             if self._on_synced is not None:
                 self._on_synced()
 
-    def _project_into(self, items: dict[str, T], obj: Mapping[str, Any]) -> None:
-        key = object_key(obj)
-        try:
-            items[key] = self._transform(obj)
-        except ValueError as exc:
-            log.warning(
-                "ignoring object that cannot be read: %s",
-                exc,
-                extra={"informer": self.name, "object": key},
-            )
+    def _unreadable(self, key: str, exc: ValueError) -> None:
+        log.warning(
+            "ignoring object that cannot be read: %s",
+            exc,
+            extra={"informer": self.name, "object": key},
+        )
 
     def _replace(self, items: dict[str, T]) -> None:
         old_store = self.store
@@ -272,10 +398,10 @@ class Informer(Generic[T]):
             if self._stop.is_set():
                 return
             self._succeeded()
-            for event_type, obj in stream:
+            for line in stream.lines():
                 if self._stop.is_set():
                     return
-                self._apply(event_type, obj)
+                self._apply(self._codec.event(line))
         finally:
             with self._response_lock:
                 self._response = None
@@ -284,37 +410,32 @@ class Informer(Generic[T]):
         if not self._stop.is_set():
             self._restarted("closed")
 
-    def _apply(self, event_type: str, obj: Mapping[str, Any]) -> None:
-        if event_type == "ERROR":
-            code = obj.get("code")
+    def _apply(self, event: WatchEvent[T]) -> None:
+        if event.type == "ERROR":
+            status = event.status or {}
+            code = status.get("code")
             if code == 410:
-                raise Gone(str(obj.get("message", "")))
+                raise Gone(str(status.get("message", "")))
             raise ApiError(
                 int(code or 500),
-                str(obj.get("reason") or ""),
-                str(obj.get("message") or "watch error"),
+                str(status.get("reason") or ""),
+                str(status.get("message") or "watch error"),
                 what=f"watch {self.path}",
             )
-        rv = (obj.get("metadata") or {}).get("resourceVersion")
-        if rv:
-            self.resource_version = str(rv)
-        if event_type == "BOOKMARK":
+        if event.resource_version:
+            self.resource_version = event.resource_version
+        if event.type == "BOOKMARK":
             return
-        key = object_key(obj)
+        key = event.key
         old = self.store.get(key)
-        if event_type == "DELETED":
+        if event.type == "DELETED":
             if old is not None:
                 del self.store[key]
                 self._handler.on_delete(key, old)
             return
-        try:
-            new = self._transform(obj)
-        except ValueError as exc:
-            log.warning(
-                "ignoring object that cannot be read: %s",
-                exc,
-                extra={"informer": self.name, "object": key},
-            )
+        new = event.value
+        if new is None or isinstance(new, ValueError):
+            self._unreadable(key, new or ValueError("no object"))
             if old is not None:
                 del self.store[key]
                 self._handler.on_delete(key, old)
@@ -329,6 +450,7 @@ class Informer(Generic[T]):
 
     def _succeeded(self) -> None:
         self._failures = 0
+        self._failing_since = None
         self.last_error = None
         if self._throttle.reset() and self._healthy:
             log.info("list/watch works again", extra={"informer": self.name})
@@ -340,6 +462,9 @@ class Informer(Generic[T]):
 
     def _failed(self, exc: BaseException) -> None:
         self._failures += 1
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
         text = error_text(exc)
         missing = isinstance(exc, ApiError) and exc.status == 404 and bool(self._missing_hint)
         if missing:
@@ -354,7 +479,13 @@ class Informer(Generic[T]):
             text,
             extra={"informer": self.name, "failures": self._failures},
         )
-        if self._failures >= self._settings.failure_threshold and self._healthy:
+        lasted = now - self._failing_since
+        if lasted >= self._settings.degraded_after and self._healthy:
+            log.error(
+                "list/watch has failed for %.0fs: reporting unavailable",
+                lasted,
+                extra={"informer": self.name, "error": text},
+            )
             self._healthy = False
             if self._on_health is not None:
                 self._on_health(False, text)
@@ -366,13 +497,31 @@ class Informer(Generic[T]):
         if self._on_restart is not None:
             self._on_restart(reason)
 
-    def _delay(self) -> float:
+    def _next_attempt_in(self) -> float:
+        """The back-off before the next attempt. While still reported healthy it ends no later
+        than the ``degraded_after`` deadline, so that an outage is declared on time and a
+        recovery just before it is seen before it."""
         s = self._settings
         delay = min(s.backoff_cap, s.backoff_base * 2.0 ** min(self._failures - 1, 30))
-        return float(delay * random.uniform(0.8, 1.2))
+        delay *= random.uniform(0.8, 1.2)
+        if self._healthy and self._failing_since is not None:
+            deadline = self._failing_since + s.degraded_after
+            delay = min(delay, max(0.05, deadline - self._clock()))
+        return float(delay)
 
 
-def _retry_after(exc: BaseException) -> float:
+def older(candidate: str, than: str) -> bool:
+    """True when resourceVersion ``candidate`` predates ``than``.
+
+    resourceVersions are opaque in principle; every API server in practice issues increasing
+    integers (etcd revisions). When they are not integers nothing counts as older.
+    """
+    if candidate.isdigit() and than.isdigit():
+        return int(candidate) < int(than)
+    return False
+
+
+def retry_after_of(exc: BaseException) -> float:
     """Seconds a 429/503 asked us to wait (``Retry-After``), capped; 0 when it did not."""
     if isinstance(exc, ApiError) and exc.retry_after is not None:
         return min(60.0, exc.retry_after)

@@ -12,6 +12,28 @@ A leader that reads the lease and finds another holder in it (someone took it ov
 or after a pause of ours longer than the lease) stops leading at once rather than waiting for
 its renew deadline. Expiry counts the ``leaseDurationSeconds`` the holder recorded in the
 lease, as client-go does, so replicas with different settings agree on when a lease is free.
+
+**A lease deleted by hand.** client-go's candidates create a missing lease at once, and its
+leader keeps writing until a renew fails; a follower that won the create wrote beside the old
+leader until that leader's next renew (about 1.4 s measured, up to ``retry_period``). Here:
+
+- the leader that finds its lease gone stops writing at once, then recreates the lease (it
+  still holds the only claim anyone saw) and resumes as a new leader would (everything is
+  re-evaluated) only if its create wins;
+- a follower that finds the lease gone does not create it while the record it last saw, held
+  by another replica, would still be valid (``leaseDurationSeconds`` since it last changed):
+  the leader recreates it in the meantime, or, if the leader is gone too, the follower takes
+  over when that lease would have expired anyway.
+
+What remains: a replica that never saw the lease (one that starts in the very moment it is
+deleted) creates it at once, and the old leader writes until its next renew reads the lease
+(at most ``retry_period``); a lease overwritten with another holder is seen at the leader's next
+renew too. The resourceVersion preconditions of the status writes keep the result right in
+that window, as the chaos run saw: a write based on an older object gets 409.
+
+Times in the lease are MicroTime, always with six fractional digits
+(``2026-01-01T00:00:00.000000Z``): kube-apiserver refuses a whole-second time without them
+(what ``isoformat()`` writes) with 400.
 """
 
 from __future__ import annotations
@@ -87,6 +109,7 @@ class LeaderElector:
         on_started_leading: Callable[[], None] | None = None,
         on_stopped_leading: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._api = api
         self._leases = f"/apis/coordination.k8s.io/v1/namespaces/{settings.namespace}/leases"
@@ -94,6 +117,7 @@ class LeaderElector:
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
         self._clock = clock
+        self._wall_clock = wall_clock
         self._lock = threading.Lock()
         self._leading = False
         self._last_renew = -math.inf
@@ -170,10 +194,16 @@ class LeaderElector:
                 self._stop.wait(min(s.retry_period / 4, 0.5))
             with self._lock:
                 lapsed, self._lapsed = self._lapsed, False
-            if lapsed and self._on_started is not None:
-                # The renew deadline passed before this renew got through, so is_leader()
-                # refused writes for a while: catch up as a new leader would.
-                log.info("renewed after a lapse", extra={"lease": s.name})
+                # A deleted lease stopped us (see _try_acquire_or_renew) and our create won.
+                resumed, self._leading = not self._leading, True
+            if (lapsed or resumed) and self._on_started is not None:
+                # is_leader() refused writes for a while (the renew deadline passed before
+                # this renew got through, or the lease was recreated): catch up as a new
+                # leader would.
+                log.info(
+                    "leading again after a lapse",
+                    extra={"lease": s.name, "why": "lease recreated" if resumed else "renew"},
+                )
                 self._on_started()
 
     def _set_leading(self, leading: bool) -> bool:
@@ -189,7 +219,7 @@ class LeaderElector:
     def _try_acquire_or_renew(self) -> Attempt:
         s = self.settings
         started = self._clock()
-        now = micro_time(datetime.now(UTC))
+        now = micro_time(self._wall_clock())
         try:
             current = self._read()
         except TRANSPORT_ERRORS as exc:
@@ -201,6 +231,14 @@ class LeaderElector:
         if self._read_errors.reset():
             log.info("lease readable again", extra={"lease": s.name})
         if current is None:
+            if self._set_leading(False):
+                log.warning(
+                    "lease deleted: stopped writing; recreating it",
+                    extra={"lease": s.name, "identity": s.identity},
+                )
+            elif self._held_by_other_lately():
+                # Deleted under a live leader: let it recreate the lease (or its claim run out).
+                return Attempt.OTHER_HOLDER
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
@@ -236,6 +274,15 @@ class LeaderElector:
                 "PUT", f"{self._leases}/{s.name}", body=current, timeout=s.request_timeout
             ),
         )
+
+    def _held_by_other_lately(self) -> bool:
+        """The last lease we read named another holder and would not have expired yet."""
+        with self._lock:
+            spec = (self._observed or {}).get("spec") or {}
+            holder = spec.get("holderIdentity") or ""
+            duration = recorded_duration(spec, self.settings.lease_duration)
+            fresh = self._clock() - self._observed_at < duration
+        return bool(holder) and holder != self.settings.identity and fresh
 
     def _spec(self, acquire: str, renew: str, transitions: int) -> dict[str, Any]:
         s = self.settings
@@ -288,7 +335,7 @@ class LeaderElector:
             spec = current.get("spec") or {}
             if spec.get("holderIdentity") != s.identity:
                 return
-            now = micro_time(datetime.now(UTC))
+            now = micro_time(self._wall_clock())
             spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
             current["spec"] = {k: v for k, v in spec.items() if v != ""}
             self._api.request(

@@ -1,10 +1,18 @@
 """The controller: informers feed caches and the work queue, workers reconcile profiles.
 
-Threads: one informer per watched collection, ``workers`` reconcile threads, the leader
-elector, an optional resync ticker and the health server. The node cache (``ClusterIndex``)
-and the matcher config are shared between the node informer and the workers under
-``_lock``; evaluation is cheap (the index narrows each profile to the nodes with its label
-key), so one lock costs nothing measurable under the GIL.
+Threads: one informer per watched collection, ``workers`` reconcile threads (each sends at
+most one status write at a time, so ``workers`` bounds the write concurrency), the event
+sender, the leader elector, an optional resync ticker and the health server. The node cache
+(``ClusterIndex``) and the matcher config are shared between the node informer and the workers
+under ``_lock``; evaluation is cheap (the index narrows each profile to the nodes with its
+label key), so one lock costs nothing measurable under the GIL.
+
+What reaches the queue how: a profile's own change, the first sync and a new leader's catch-up
+go straight in; a node event re-evaluates the profiles it can affect after ``coalesce_delay``
+(a burst of node events is one evaluation per profile) and through the global token bucket
+(``rate_limit_qps``/``rate_limit_burst``), so a Ready flip or a cordon storm becomes a bounded
+rate of status writes; failed writes come back after the larger of their back-off, the
+bucket's delay and the server's ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -21,11 +29,19 @@ from aimkit.http import HttpServer, Response
 from aimkit.kube import KubeClient
 from detector.labels import accelerator_id_of
 from matcher.api.models import KIND_CLUSTER_PROFILE, KIND_PROFILE, ProfileStatus
+from matcher.controller.conflicts import ConflictWatch
 from matcher.controller.events import EventRecorder
 from matcher.controller.index import AffectedIndex
-from matcher.controller.informer import TRANSPORT_ERRORS, Informer, InformerSettings, error_text
+from matcher.controller.informer import (
+    TRANSPORT_ERRORS,
+    Informer,
+    InformerSettings,
+    error_text,
+    retry_after_of,
+)
 from matcher.controller.leader import LeaderElector, LeaderSettings
-from matcher.controller.metrics import CONTENT_TYPE, Metrics
+from matcher.controller.metrics import CONTENT_TYPE, Metrics, ProfileStatusSeries
+from matcher.controller.nodecodec import NodeCodec
 from matcher.controller.reconciler import (
     CachedProfile,
     Conflict,
@@ -40,7 +56,7 @@ from matcher.controller.status_writer import (
     StatusWriter,
     collection_path,
 )
-from matcher.controller.workqueue import ExponentialBackoff, WorkQueue
+from matcher.controller.workqueue import ExponentialBackoff, TokenBucket, WorkQueue
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
 from matcher.core.evaluate import is_cpu_only
@@ -66,12 +82,23 @@ class ControllerSettings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
-    workers: int = 2
+    #: Reconcile threads; each sends at most one status write at a time.
+    workers: int = 8
     #: Re-evaluate every profile this often (0: never); writes still happen only on change.
     resync_period: float = 0.0
     informer: InformerSettings = field(default_factory=InformerSettings)
     retry_base: float = 0.05
     retry_cap: float = 30.0
+    #: Seconds a node event waits before the profiles it affects are re-evaluated, so that a
+    #: burst of node events costs one evaluation (and at most one write) per profile.
+    coalesce_delay: float = 0.2
+    #: The global token bucket over node-event re-evaluations and retries (0 qps: off).
+    rate_limit_qps: float = 10.0
+    rate_limit_burst: int = 100
+    #: Seconds of nothing but 409s on one profile before it counts as a conflict loop.
+    conflict_loop_after: float = 60.0
+    #: At most this many ``aim_profile_status`` series (one per profile); 0: none.
+    profile_metrics_limit: int = 10000
     events: bool = True
     #: Serve /metrics, /healthz, /readyz here; port None: no server, 0: any free port.
     #: Host "": aimkit.http.default_hosts() (loopback outside a pod, $POD_IP in one).
@@ -103,7 +130,11 @@ class Controller:
         self._config_error: str | None = None
         self._profiles: dict[ProfileKey, CachedProfile] = {}
         self._index: AffectedIndex[ProfileKey] = AffectedIndex()
-        self.queue: WorkQueue[ProfileKey] = WorkQueue(ExponentialBackoff(s.retry_base, s.retry_cap))
+        self.queue: WorkQueue[ProfileKey] = WorkQueue(
+            ExponentialBackoff(s.retry_base, s.retry_cap),
+            bucket=TokenBucket(s.rate_limit_qps, s.rate_limit_burst),
+        )
+        self.conflicts: ConflictWatch[ProfileKey] = ConflictWatch(s.conflict_loop_after)
         self._stopping = threading.Event()
         self._synced = threading.Event()
         # Workers run once every cache has synced, or once every cache but the node cache has
@@ -125,14 +156,18 @@ class Controller:
                 ),
                 on_started_leading=self._started_leading,
             )
+        self.recorder: EventRecorder | None = None
+        if s.events:
+            self.recorder = EventRecorder(
+                api, s.identity, on_sent=lambda reason: self.metrics.events.labels(reason).inc()
+            )
         self.reconciler = Reconciler(
             profiles=self._reconcilable,
             evaluate_locked=self._evaluate,
             writer=StatusWriter(api),
-            recorder=EventRecorder(api, s.identity) if s.events else None,
+            recorder=self.recorder,
             is_leader=self.is_leader,
             on_write=lambda result: self.metrics.status_writes.labels(result).inc(),
-            on_event=lambda reason: self.metrics.events.labels(reason).inc(),
         )
         self.informers = self._informers(api)
         self._node_informer = self.informers[0]
@@ -141,6 +176,10 @@ class Controller:
         self.metrics.nodes.set_function(lambda: len(self._cluster))
         self.metrics.nodes_unavailable.set_function(lambda: 1.0 if self._nodes_error else 0.0)
         self.metrics.profiles_by_status(self._status_counts)
+        self.metrics.conflicting_profiles.set_function(lambda: len(self.conflicts.loops()))
+        self.metrics.profile_status(
+            ProfileStatusSeries(self._status_series, s.profile_metrics_limit)
+        )
         self.health: HttpServer | None = None
         if s.health_port is not None:
             self.health = self._health_server(s.health_host, s.health_port)
@@ -163,6 +202,7 @@ class Controller:
                 _Callbacks(self._node_added, self._node_updated, self._node_deleted),
                 on_health=self._nodes_health,
                 on_restart=restarts("nodes"),
+                codec=NodeCodec(),
                 **common,
             ),
             Informer(
@@ -192,6 +232,7 @@ class Controller:
                 cached_profile,
                 profile_handler,
                 on_restart=restarts(cluster_plural),
+                on_storage_reset=self._storage_reset,
                 missing_hint=CRDS_HINT,
                 **common,
             )
@@ -206,6 +247,7 @@ class Controller:
                     cached_profile,
                     profile_handler,
                     on_restart=restarts(plural),
+                    on_storage_reset=self._storage_reset,
                     missing_hint=CRDS_HINT,
                     **common,
                 )
@@ -216,6 +258,7 @@ class Controller:
         server = HttpServer([host] if host else [], port, name="health")
         server.route("/metrics", lambda _req: Response(200, self.metrics.render(), CONTENT_TYPE))
         server.healthz.add("threads", self._check_threads)
+        server.healthz.add("conflicts", self.conflicts.check)
         server.readyz.add("caches", self._check_caches)
         server.readyz.add("config", self._check_config)
         return server
@@ -234,6 +277,8 @@ class Controller:
         if self.health is not None:
             self.health.start()
             log.info("serving health", extra={"addresses": ",".join(self.health.addresses)})
+        if self.recorder is not None:
+            self.recorder.start()
         for informer in self.informers:
             informer.start()
         for number in range(self.settings.workers):
@@ -257,6 +302,8 @@ class Controller:
             informer.stop()
         for thread in self._threads:
             thread.join(5.0)
+        if self.recorder is not None:
+            self.recorder.stop()
         if self.health is not None:
             self.health.stop()
 
@@ -286,6 +333,8 @@ class Controller:
             return "shutting down"
         dead = [t.name for t in self._threads if not t.is_alive()]
         dead += [f"informer-{i.name}" for i in self.informers if not i.alive]
+        if self.recorder is not None and not self.recorder.alive:
+            dead.append("events")
         return f"threads stopped: {', '.join(dead)}" if dead else None
 
     def _check_caches(self) -> str | None:
@@ -368,6 +417,7 @@ class Controller:
                 with self.metrics.reconcile_duration.time():
                     self.reconciler.reconcile(key)
             except Conflict:
+                self.conflicts.conflicted(key)
                 self.queue.add_rate_limited(key)
             except TRANSPORT_ERRORS as exc:
                 log.warning(
@@ -375,11 +425,13 @@ class Controller:
                     error_text(exc),
                     extra={"profile": str(key), "retries": self.queue.num_requeues(key)},
                 )
-                self.queue.add_rate_limited(key)
+                # A 429/503's Retry-After is a floor under the back-off, not a replacement.
+                self.queue.add_rate_limited(key, at_least=retry_after_of(exc))
             except Exception:
                 log.exception("reconcile failed", extra={"profile": str(key)})
                 self.queue.add_rate_limited(key)
             else:
+                self.conflicts.resolved(key)
                 self.queue.forget(key)
             finally:
                 self.queue.done(key)
@@ -420,6 +472,9 @@ class Controller:
 
     def _node_changed(self, old: NodeView | None, new: NodeView | None) -> None:
         with self._lock:
+            # Accelerator models this change may add to or remove from the cluster.
+            toggled = _accelerator_keys(old) ^ _accelerator_keys(new)
+            present_before = {k for k in toggled if self._cluster.nodes_with_key(k)}
             if new is None:
                 assert old is not None
                 self._cluster.remove(old.name)
@@ -431,14 +486,17 @@ class Controller:
                 # written in between.
                 return
             affected = self._index.affected_by_node(old, new)
-            if _accelerator_keys(old) != _accelerator_keys(new):
-                # NotAvailable messages name the accelerator models the cluster has; the writer
-                # skips the ones whose status comes out unchanged.
+            present_after = {k for k in toggled if self._cluster.nodes_with_key(k)}
+            if present_before != present_after:
+                # A model appeared in or left the cluster: NotAvailable messages of profiles
+                # whose label no node has name the nearest models the cluster has. The writer
+                # skips the ones whose status comes out unchanged (most: see diagnostics).
                 for label_key in self._index.label_keys():
                     if not self._cluster.nodes_with_key(label_key):
                         affected |= self._index.with_label(label_key)
-        if affected:
-            self.queue.add_all(list(affected))
+        delay = self.settings.coalesce_delay
+        for key in affected:
+            self.queue.add_coalesced(key, delay)
 
     def _nodes_health(self, ok: bool, error: str) -> None:
         with self._lock:
@@ -471,6 +529,16 @@ class Controller:
             self._profiles.pop(old.key, None)
             self._index.remove(old.key)
         self.reconciler.forget(old.key)
+        self.conflicts.resolved(old.key)
+
+    def _storage_reset(self) -> None:
+        """A profile informer found the API server's storage went back (restored or wiped):
+        notes of the resourceVersions we wrote name versions it no longer has."""
+        dropped = self.reconciler.drop_notes()
+        log.warning(
+            "API server storage went back: dropped notes of written resourceVersions",
+            extra={"notes": dropped},
+        )
 
     # -- configuration --------------------------------------------------------------------
 
@@ -503,6 +571,11 @@ class Controller:
         with self._lock:
             profiles = list(self._profiles.values())
         return Counter(str((p.status or {}).get("status") or "Pending") for p in profiles)
+
+    def _status_series(self) -> list[tuple[ProfileKey, str]]:
+        with self._lock:
+            profiles = list(self._profiles.values())
+        return [(p.key, str((p.status or {}).get("status") or "Pending")) for p in profiles]
 
     def statuses(self) -> dict[ProfileKey, Mapping[str, Any] | None]:
         with self._lock:

@@ -7,7 +7,8 @@ Each controller gets its own registry so that several controllers can live in on
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -37,6 +38,40 @@ class _ProfilesByStatus(Collector):
         yield family
 
 
+class ProfileStatusSeries(Collector):
+    """``aim_profile_status{kind,namespace,name,status} 1``: one series per profile, for the
+    status it carries now, read from the cache at scrape time.
+
+    Cardinality is bounded by construction: exactly one series per profile (never one per
+    status it ever had), and a deleted profile's series is gone at the next scrape, since the
+    cache no longer holds it. ``limit`` caps the count for clusters with very many profiles:
+    past it the series of the profiles that sort last (kind, namespace, name) are left out and
+    ``aim_matcher_profile_status_omitted`` says how many.
+    """
+
+    def __init__(self, series: Callable[[], Iterable[tuple[Any, str]]], limit: int) -> None:
+        self._series = series
+        self._limit = limit
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "aim_profile_status",
+            "1 for each profile, labelled with the status it carries (Pending: none yet).",
+            labels=["kind", "namespace", "name", "status"],
+        )
+        rows = sorted(self._series(), key=lambda row: tuple(row[0]))
+        kept = rows[: max(0, self._limit)]
+        for key, status in kept:
+            family.add_metric([key.kind, key.namespace, key.name, status], 1)
+        yield family
+        omitted = GaugeMetricFamily(
+            f"{PREFIX}_profile_status_omitted",
+            "Profiles left out of aim_profile_status by --profile-metrics-limit.",
+        )
+        omitted.add_metric([], len(rows) - len(kept))
+        yield omitted
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -52,7 +87,7 @@ class Metrics:
         )
         self.status_writes = Counter(
             f"{PREFIX}_status_writes",
-            "Status patches sent, by result (ok, conflict, error).",
+            "Status patches sent, by result (ok, conflict, gone, error: no answer counts too).",
             ["result"],
             registry=r,
         )
@@ -68,6 +103,12 @@ class Metrics:
         self.is_leader = Gauge(
             f"{PREFIX}_is_leader", "1 when this replica holds the lease.", registry=r
         )
+        self.conflicting_profiles = Gauge(
+            f"{PREFIX}_conflicting_profiles",
+            "Profiles whose status writes have done nothing but conflict (409) for a while "
+            "(a conflict loop; /healthz fails meanwhile).",
+            registry=r,
+        )
         self.nodes = Gauge(f"{PREFIX}_nodes", "Nodes in the cache.", registry=r)
         self.nodes_unavailable = Gauge(
             f"{PREFIX}_nodes_unavailable",
@@ -78,6 +119,9 @@ class Metrics:
 
     def profiles_by_status(self, counts: Callable[[], Mapping[str, int]]) -> None:
         self.registry.register(_ProfilesByStatus(counts))
+
+    def profile_status(self, collector: ProfileStatusSeries) -> None:
+        self.registry.register(collector)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

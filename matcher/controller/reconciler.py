@@ -8,7 +8,14 @@ when they differ, and only while this replica leads.
 
 Our own writes come back through the watch a little later; until they do, the status and
 resourceVersion the server returned are kept in ``_written`` so that a second pass over the
-same key compares against what is really there and does not write twice.
+same key compares against what is really there and does not write twice. A note is only a
+shortcut, never the truth: it is dropped when the watch catches up, when a patch sent with it
+gets 409 (the object moved on, or the storage went back and the note names a version it no
+longer has), and all at once when the informer finds the storage went back
+(``drop_notes``). Kept past that, a note would make every later patch a 409.
+
+Every attempt is counted by result (``ok``, ``conflict``, ``gone``, ``error``), the ones that
+got no answer (connection refused, read timeout) as ``error`` too.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aimkit.kube import ApiError
+from aimkit.kube import ApiError, KubeError
 from matcher.api.models import (
     CONDITION_HARDWARE,
     REASON_HARDWARE_AVAILABLE,
@@ -227,7 +234,6 @@ class Reconciler:
         recorder: EventRecorder | None,
         is_leader: Callable[[], bool],
         on_write: Callable[[str], None] | None = None,
-        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self._profiles = profiles
         self._evaluate = evaluate_locked
@@ -235,7 +241,6 @@ class Reconciler:
         self._recorder = recorder
         self._is_leader = is_leader
         self._on_write = on_write
-        self._on_event = on_event
         self._lock = threading.Lock()
         self._written: dict[ProfileKey, _Written] = {}
 
@@ -251,6 +256,13 @@ class Reconciler:
     def forget(self, key: ProfileKey) -> None:
         with self._lock:
             self._written.pop(key, None)
+
+    def drop_notes(self) -> int:
+        """Forget every note (the storage went back: none of them can be trusted)."""
+        with self._lock:
+            count = len(self._written)
+            self._written.clear()
+        return count
 
     def reconcile(self, key: ProfileKey) -> bool:
         """Bring one profile's status up to date. True when a patch was sent.
@@ -293,8 +305,14 @@ class Reconciler:
                 return False
             if exc.status == 409:
                 self._count("conflict")
+                # Whatever the note said, the server has another version now: the retry
+                # starts from the cache (and the watch) again.
+                self.forget(key)
                 raise Conflict(str(key)) from None
             self._count("error")
+            raise
+        except KubeError:
+            self._count("error")  # no answer at all: refused, timed out, dropped
             raise
         self._count("ok")
         meta = stored.get("metadata") or {}
@@ -327,7 +345,10 @@ class Reconciler:
             return
         before, after = (old or {}).get("status"), new.get("status")
         ready, not_available = Phase.READY.value, Phase.NOT_AVAILABLE.value
-        if {before, after} != {ready, not_available}:
+        # A profile found NotAvailable (first evaluation, after Pending, Degraded or Failed,
+        # or a flip from Ready) gets a Warning, so `kubectl describe` says why; a return to
+        # Ready from NotAvailable a Normal one. Nothing else is an event.
+        if not (after == not_available != before or (after == ready and before == not_available)):
             return
         message = next(
             (
@@ -341,9 +362,7 @@ class Reconciler:
             reason, event_type = REASON_HARDWARE_AVAILABLE, "Normal"
         else:
             reason, event_type = REASON_HARDWARE_NOT_AVAILABLE, "Warning"
-        recorded = self._recorder.record(cached.key, cached.uid, event_type, reason, message)
-        if recorded and self._on_event is not None:
-            self._on_event(reason)
+        self._recorder.record(cached.key, cached.uid, event_type, reason, message)
 
 
 def _older(candidate: str | None, than: str) -> bool:

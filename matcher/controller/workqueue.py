@@ -4,6 +4,19 @@ The contract is client-go's: a key added while it waits is stored once; a key ad
 worker holds it is marked dirty and handed out again only after ``done``, so one key is never
 processed by two workers at once and never lost. Failed keys come back through
 ``add_rate_limited`` after an exponential per-key delay that ``forget`` resets.
+
+Two rate limiters, combined as sample-controller's ``NewController`` combines them (the larger
+delay wins): the per-key exponential back-off above, and one global token bucket
+(``TokenBucket``) shared by every key. The bucket paces retries and event-driven
+re-evaluations (``add_coalesced``), so that a burst of node events (a Ready flip reaching
+130 profiles, a cordon storm) becomes a bounded rate of status writes instead of a storm. Plain
+``add`` bypasses it: the first sync, a new leader's catch-up and spec changes are bounded by
+the number of profiles and should not wait.
+
+``add_coalesced(key, delay)`` is for re-evaluations caused by node events: the key is handed
+out ``delay`` seconds later, and further events for it in between change nothing, so a burst of
+node events within the window costs one evaluation (and at most one write) per profile. A key
+that is already queued or scheduled takes no bucket token.
 """
 
 from __future__ import annotations
@@ -44,13 +57,46 @@ class ExponentialBackoff(Generic[K]):
             self._failures.pop(key, None)
 
 
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved (client-go's BucketRateLimiter).
+
+    ``reserve()`` takes one token and returns how long to wait until it is there: tokens may go
+    negative, so each caller waits its turn behind the ones before it (``rate.Reserve`` in Go).
+    A rate of 0 or less disables the bucket.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate > 0 and burst < 1:
+            raise ValueError(f"token bucket burst must be at least 1, got {burst}")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def reserve(self) -> float:
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= 1.0
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
 class WorkQueue(Generic[K]):
     def __init__(
         self,
         backoff: ExponentialBackoff[K] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        bucket: TokenBucket | None = None,
     ) -> None:
         self._backoff: ExponentialBackoff[K] = backoff or ExponentialBackoff()
+        self._bucket = bucket
         self._clock = clock
         self._cond = threading.Condition()
         self._queue: deque[K] = deque()
@@ -96,8 +142,27 @@ class WorkQueue(Generic[K]):
             heapq.heappush(self._waiting, (ready_at, next(self._seq), key))
             self._cond.notify()
 
-    def add_rate_limited(self, key: K) -> None:
-        self.add_after(key, self._backoff.when(key))
+    def add_rate_limited(self, key: K, at_least: float = 0.0) -> None:
+        """Retry ``key`` after the larger of its back-off, the bucket's delay and ``at_least``
+        (a server's ``Retry-After``)."""
+        delay = max(self._backoff.when(key), self._reserve(), at_least)
+        self.add_after(key, delay)
+
+    def add_coalesced(self, key: K, delay: float) -> None:
+        """Re-evaluate ``key`` in ``delay`` seconds (or when the bucket allows, if later);
+        nothing changes when it is already queued or scheduled to come sooner."""
+        with self._cond:
+            if self._shutting_down:
+                return
+            if key in self._dirty and key not in self._processing:
+                return  # queued: the worker will read the cache as it is by then
+            scheduled = self._waiting_at.get(key)
+            if scheduled is not None and scheduled <= self._clock() + delay:
+                return
+        self.add_after(key, max(delay, self._reserve()))
+
+    def _reserve(self) -> float:
+        return self._bucket.reserve() if self._bucket is not None else 0.0
 
     def forget(self, key: K) -> None:
         self._backoff.forget(key)

@@ -1,7 +1,9 @@
 """The condition messages: what matched, and when nothing did, what came nearest.
 
 Messages only depend on the inputs (sorted, no timestamps), so an unchanged world gives an
-identical status and the controller writes nothing.
+identical status and the controller writes nothing. They also avoid what changes with
+unrelated churn: no node counts in the NotAvailable message of a label no node has, and only
+the few models nearest to the wanted one (``nearest_models``), not the whole inventory.
 """
 
 from __future__ import annotations
@@ -99,6 +101,53 @@ def accelerator_inventory(cluster: ClusterIndex) -> str:
     return cluster.memo(("inventory",), compute)
 
 
+#: Models named in a NotAvailable message for a label no node has.
+NEAREST_MODELS = 3
+
+
+def _family(accelerator: str) -> tuple[str, int | None]:
+    """``MI300X`` -> ("MI", 300), ``EPYC_ZEN5`` -> ("EPYC_ZEN", 5): kind prefix and number."""
+    text = accelerator.upper()
+    digits = next((i for i, ch in enumerate(text) if ch.isdigit()), len(text))
+    end = digits
+    while end < len(text) and text[end].isdigit():
+        end += 1
+    return text[:digits], int(text[digits:end]) if end > digits else None
+
+
+def nearest_models(cluster: ClusterIndex, label_key: str, limit: int = NEAREST_MODELS) -> list[str]:
+    """The accelerator models the cluster has that are nearest to the one ``label_key`` names.
+
+    Nearest: the same kind first (Instinct ``MI*`` for a GPU, ``EPYC_ZEN*`` for a CPU; other
+    kinds only when the cluster has none of it), then the closest number (MI355X for MI400X),
+    then the name. A NotAvailable message names at most ``limit`` of them, so a model appearing
+    or leaving elsewhere in the cluster rewrites only the statuses it is near to, not every
+    NotAvailable status (which naming the whole inventory did: ~116 writes per model toggle).
+    """
+
+    def compute() -> list[str]:
+        present = sorted(
+            accel
+            for key in cluster.label_keys()
+            if (accel := accelerator_id_of(key)) is not None and cluster.nodes_with_key(key)
+        )
+        wanted = accelerator_id_of(label_key) or ""
+        kind, number = _family(wanted)
+        same = [m for m in present if _family(m)[0] == kind]
+        pool = same or present
+
+        def distance(model: str) -> tuple[int, str]:
+            if not same:  # numbers of another kind say nothing: by name
+                return 0, model
+            other = _family(model)[1]
+            gap = abs(other - number) if other is not None and number is not None else 10**9
+            return gap, model
+
+        return sorted(pool, key=distance)[:limit]
+
+    return cluster.memo(("nearest-models", label_key, limit), compute)
+
+
 def _case_hint(cluster: ClusterIndex, label_key: str) -> str:
     wanted = label_key.lower()
     for key in sorted(cluster.label_keys()):
@@ -120,9 +169,9 @@ def not_available_message(
         if result.label_key is None:
             extended = ", ".join(n for n in requests if "/" in n)
             return f"No node has allocatable {extended or format_resources(requests)}"
-        inventory = accelerator_inventory(cluster)
+        nearest = nearest_models(cluster, result.label_key)
         hint = _case_hint(cluster, result.label_key)
-        if not inventory:
+        if not nearest:
             return (
                 f"No node has label {result.label_key}{hint}; no node has any {LABEL_PREFIX}* "
                 "label: aim-detector has labelled no node (is it running? It writes no label "
@@ -130,8 +179,8 @@ def not_available_message(
                 "shows what it finds there)"
             )
         return (
-            f"No node has label {result.label_key}{hint}; accelerator labels in the cluster: "
-            f"{inventory}"
+            f"No node has label {result.label_key}{hint}; nearest accelerator models in the "
+            f"cluster: {', '.join(nearest)}"
         )
     if result.excluded == result.candidates:
         return _partition_message(result)

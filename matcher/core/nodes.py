@@ -7,6 +7,7 @@ nothing a profile depends on (``ClusterIndex.upsert`` returns False for them).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,7 +44,8 @@ class NodeView:
     Fraction ones, and exact, since Kubernetes rounds every quantity to a whole nano-unit."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nanos", to_nanos(self.allocatable))
+        if len(self.nanos) != len(self.allocatable):  # not given by node_view_of
+            object.__setattr__(self, "nanos", to_nanos(self.allocatable))
 
 
 def to_nanos(values: Mapping[str, Fraction]) -> dict[str, int]:
@@ -67,21 +69,8 @@ def node_view(obj: Mapping[str, Any]) -> NodeView:
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise NodeError("metadata.name: required")
-    labels = {
-        str(k): str(v)
-        for k, v in _mapping(metadata, "labels", "metadata.").items()
-        if str(k).startswith(LABEL_PREFIX)
-    }
     spec = _mapping(obj, "spec", "")
     status = _mapping(obj, "status", "")
-    if status.get("allocatable") is None:
-        raise AllocatableMissing(f"node {name}: status.allocatable: missing")
-    allocatable: dict[str, Fraction] = {}
-    for resource, raw in _mapping(status, "allocatable", "status.").items():
-        try:
-            allocatable[str(resource)] = parse_quantity(raw)
-        except QuantityError as exc:
-            raise NodeError(f"node {name}: status.allocatable[{resource!r}]: {exc}") from None
     conditions = status.get("conditions") or []
     if not isinstance(conditions, list):
         raise NodeError(f"node {name}: status.conditions: expected a list")
@@ -89,10 +78,59 @@ def node_view(obj: Mapping[str, Any]) -> NodeView:
         isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
         for c in conditions
     )
-    return NodeView(
-        name=name,
-        labels=labels,
-        allocatable=allocatable,
-        schedulable=spec.get("unschedulable") is not True,
+    return node_view_of(
+        name,
+        {str(k): str(v) for k, v in _mapping(metadata, "labels", "metadata.").items()},
+        unschedulable=spec.get("unschedulable") is True,
+        allocatable=(
+            None
+            if status.get("allocatable") is None
+            else _mapping(status, "allocatable", "status.")
+        ),
         ready=ready,
     )
+
+
+#: Nodes of a cluster repeat the same few quantities ("110", "8", "2063Gi"): parse each once.
+#: (Fractions are immutable, so sharing them is safe.)
+@functools.lru_cache(maxsize=8192)
+def _quantity(raw: str) -> tuple[Fraction, int]:
+    value = parse_quantity(raw)
+    return value, math.ceil(value * NANOS_PER_UNIT)
+
+
+def node_view_of(
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    unschedulable: bool,
+    allocatable: Mapping[str, Any] | None,
+    ready: bool,
+) -> NodeView:
+    """A NodeView from the fields a decoder picked out of a Node (``node_view`` reads them from
+    a dict; the controller decodes them straight from the API's JSON). Label keys and values
+    are strings here."""
+    if allocatable is None:
+        raise AllocatableMissing(f"node {name}: status.allocatable: missing")
+    parsed: dict[str, Fraction] = {}
+    nanos: dict[str, int] = {}
+    for resource, raw in allocatable.items():
+        try:
+            value, nano = _quantity(raw) if isinstance(raw, str) else _uncached(raw)
+        except QuantityError as exc:
+            raise NodeError(f"node {name}: status.allocatable[{resource!r}]: {exc}") from None
+        parsed[str(resource)] = value
+        nanos[str(resource)] = nano
+    return NodeView(
+        name=name,
+        labels={k: v for k, v in labels.items() if k.startswith(LABEL_PREFIX)},
+        allocatable=parsed,
+        schedulable=not unschedulable,
+        ready=ready,
+        nanos=nanos,
+    )
+
+
+def _uncached(raw: Any) -> tuple[Fraction, int]:
+    value = parse_quantity(raw)
+    return value, math.ceil(value * NANOS_PER_UNIT)

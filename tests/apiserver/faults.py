@@ -7,7 +7,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .store import Store
+from .store import Store, StoreSnapshot
+
+#: The verbs that write (what `set_latency(..., writes_only=True)` delays).
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Faults:
 
     store: Store
     latency: float = 0.0
+    #: When set, `latency` applies to these verbs only.
+    latency_verbs: frozenset[str] | None = None
     _next: list[tuple[Fault, int]] = field(default_factory=list)  # (fault, remaining count)
     _ratio: list[tuple[Fault, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -76,14 +81,35 @@ class Faults:
         """Compact the history: resuming a watch (or a list continue) from before now gets 410."""
         self.store.expire_history()
 
-    def set_latency(self, seconds: float) -> None:
+    def snapshot(self) -> StoreSnapshot:
+        """The storage as it is now, for `restore`."""
+        return self.store.snapshot()
+
+    def restore(self, snapshot: StoreSnapshot) -> None:
+        """Restart on a storage restored from `snapshot` (an etcd backup restore; a snapshot
+        of an empty server is a wipe): objects and the resourceVersion counter go back, the
+        history is gone and every watch ends. A client resuming a watch from a resourceVersion
+        handed out since then is waiting on a future one, as on kube-apiserver."""
+        self.store.restore(snapshot)
+
+    def set_latency(self, seconds: float, *, writes_only: bool = False) -> None:
+        """Delay every request (or only writes: create, update, patch, delete) by `seconds`
+        before it is served, as a loaded API server and etcd would; requests are served
+        concurrently, so the delay adds latency, not a throughput cap."""
         self.latency = seconds
+        self.latency_verbs = WRITE_VERBS if writes_only else None
+
+    def delay_for(self, verb: str) -> float:
+        if self.latency_verbs is not None and verb not in self.latency_verbs:
+            return 0.0
+        return self.latency
 
     def clear(self) -> None:
         with self._lock:
             self._next.clear()
             self._ratio.clear()
         self.latency = 0.0
+        self.latency_verbs = None
 
     def take(self, verb: str, path: str) -> Fault | None:
         """The fault to inject into this request, if any (consumes a fail_next count)."""

@@ -78,8 +78,9 @@ class Handler(BaseHTTPRequestHandler):
             route = self.route = self._route()
             verb = self.verb = self._verb(route)
             fault = self.app.faults.take(verb, self.req_path)
-            if self.app.faults.latency:
-                time.sleep(self.app.faults.latency)
+            delay = self.app.faults.delay_for(verb)
+            if delay:
+                time.sleep(delay)
             if fault is not None:
                 if fault.drop_connection:
                     self._record(verb, route, 0)

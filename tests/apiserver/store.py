@@ -56,6 +56,12 @@ class Event:
         return self._lines[t]
 
 
+@dataclass(frozen=True)
+class StoreSnapshot:
+    rv: int
+    objects: dict[str, dict[Key, Entry]]
+
+
 class Store:
     def __init__(self, history_limit: int = 20000, first_rv: int = 1000) -> None:
         self.lock = threading.RLock()
@@ -119,6 +125,23 @@ class Store:
             self.rv += 1
             self._events.clear()
             self._offset = self.rv + 1
+            self.cond.notify_all()
+
+    def snapshot(self) -> StoreSnapshot:
+        """The objects and the resourceVersion counter now (entries are never mutated, so the
+        buckets are copied, not the objects)."""
+        with self.lock:
+            return StoreSnapshot(self.rv, {r: dict(b) for r, b in self._objects.items()})
+
+    def restore(self, snapshot: StoreSnapshot) -> None:
+        """Go back to `snapshot`, as an API server restarted on an etcd restored from a backup:
+        objects and resourceVersions as they were then, no history, every watch ended."""
+        with self.cond:
+            self.rv = snapshot.rv
+            self._objects = {r: dict(b) for r, b in snapshot.objects.items()}
+            self._events.clear()
+            self._offset = self.rv + 1
+            self.watch_epoch += 1
             self.cond.notify_all()
 
     def end_watches(self) -> None:
