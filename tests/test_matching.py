@@ -387,7 +387,7 @@ def _no_label_message(wanted: str, models: list[str]) -> str:
     spec = {**GPU1, "acceleratorModel": wanted}
     if wanted.startswith("EPYC"):
         spec = {**spec, "acceleratorType": "cpu", "acceleratorCount": 0}
-    return hw_condition(evaluate(profile(spec), cluster_of(*nodes), DEFAULT, NOW)).message
+    return str(hw_condition(evaluate(profile(spec), cluster_of(*nodes), DEFAULT, NOW)).message)
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,10 @@ gets "Too large resource version"), so the cache would silently stop following t
 before resuming a watch that ended, for whatever reason (a restart ends every watch, cleanly on
 SIGTERM or by a dropped connection), the informer asks for a one-item list: when its
 resourceVersion is lower than the last one seen, the storage went back and the informer
-re-lists, calling ``on_storage_reset`` first (the reconciler drops its notes of written
-resourceVersions, which would otherwise make every status patch a 409). Why this and not a
+re-lists, calling ``on_storage_reset`` first (the controller has every other informer re-list
+too, since they share that storage but may not have seen versions high enough to tell, and the
+reconciler drops its notes of written resourceVersions, which would otherwise make every status
+patch a 409). Why this and not a
 timer or a bookmark drought: the check runs exactly when the server may have changed under us
 (a watch ended), costs one small request per watch restart (every 5-10 minutes otherwise), and
 does not depend on bookmarks, which kube-apiserver sends only once that resource's own watch
@@ -197,7 +199,7 @@ class Informer(Generic[T]):
         on_health: Callable[[bool, str], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
         on_synced: Callable[[], None] | None = None,
-        on_storage_reset: Callable[[], None] | None = None,
+        on_storage_reset: Callable[[str], None] | None = None,
         query: Mapping[str, str] | None = None,
         missing_hint: str = "",
         codec: Codec[T] | None = None,
@@ -229,6 +231,7 @@ class Informer(Generic[T]):
         self.last_error: str | None = None
         self._response_lock = threading.Lock()
         self._response: WatchStream | None = None
+        self._relist_requested = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -252,6 +255,12 @@ class Informer(Generic[T]):
         """The informer thread is running (or was never started)."""
         return self._thread is None or self._thread.is_alive()
 
+    def relist(self) -> None:
+        """Re-list now (another informer found the storage went back: this cache may hold
+        objects the storage no longer has, and resourceVersions it will hand out again)."""
+        self._relist_requested.set()
+        self._interrupt()
+
     def _interrupt(self) -> None:
         """Unblock a thread reading a watch stream (shutdown() closes the socket under it)."""
         with self._response_lock:
@@ -264,6 +273,9 @@ class Informer(Generic[T]):
         # Set once a watch has ended: before resuming, make sure the server did not go back.
         check_storage = False
         while not self._stop.is_set():
+            if self._relist_requested.is_set():
+                self._relist_requested.clear()
+                need_list = True
             try:
                 if check_storage and not need_list:
                     need_list = self._storage_went_back()
@@ -281,6 +293,8 @@ class Informer(Generic[T]):
             except TRANSPORT_ERRORS as exc:
                 if self._stop.is_set():
                     break
+                if self._relist_requested.is_set():
+                    continue  # the interrupt broke the stream, not the server
                 if isinstance(exc, ApiError) and exc.status == 410:
                     self._restarted("gone")
                     need_list = True
@@ -347,7 +361,7 @@ class Informer(Generic[T]):
         if went_back and self._on_storage_reset is not None:
             # Before the difference is delivered: the reconciler must not compare the new
             # objects with notes of resourceVersions the storage no longer has.
-            self._on_storage_reset()
+            self._on_storage_reset(self.name)
         self._replace(items)
         if not self.synced.is_set():
             self.synced.set()
@@ -399,7 +413,7 @@ class Informer(Generic[T]):
                 return
             self._succeeded()
             for line in stream.lines():
-                if self._stop.is_set():
+                if self._stop.is_set() or self._relist_requested.is_set():
                     return
                 self._apply(self._codec.event(line))
         finally:

@@ -89,6 +89,8 @@ class ControllerSettings:
     informer: InformerSettings = field(default_factory=InformerSettings)
     retry_base: float = 0.05
     retry_cap: float = 30.0
+    #: Seconds a status write may take before it counts as failed (result="error").
+    write_timeout: float = 10.0
     #: Seconds a node event waits before the profiles it affects are re-evaluated, so that a
     #: burst of node events costs one evaluation (and at most one write) per profile.
     coalesce_delay: float = 0.2
@@ -164,7 +166,7 @@ class Controller:
         self.reconciler = Reconciler(
             profiles=self._reconcilable,
             evaluate_locked=self._evaluate,
-            writer=StatusWriter(api),
+            writer=StatusWriter(api, s.write_timeout),
             recorder=self.recorder,
             is_leader=self.is_leader,
             on_write=lambda result: self.metrics.status_writes.labels(result).inc(),
@@ -188,7 +190,11 @@ class Controller:
 
     def _informers(self, api: KubeClient) -> list[Informer[Any]]:
         s = self.settings
-        common: dict[str, Any] = {"settings": s.informer, "on_synced": self._check_synced}
+        common: dict[str, Any] = {
+            "settings": s.informer,
+            "on_synced": self._check_synced,
+            "on_storage_reset": self._storage_reset,
+        }
 
         def restarts(resource: str) -> Callable[[str], None]:
             return lambda reason: self.metrics.watch_restarts.labels(resource, reason).inc()
@@ -232,7 +238,6 @@ class Controller:
                 cached_profile,
                 profile_handler,
                 on_restart=restarts(cluster_plural),
-                on_storage_reset=self._storage_reset,
                 missing_hint=CRDS_HINT,
                 **common,
             )
@@ -247,7 +252,6 @@ class Controller:
                     cached_profile,
                     profile_handler,
                     on_restart=restarts(plural),
-                    on_storage_reset=self._storage_reset,
                     missing_hint=CRDS_HINT,
                     **common,
                 )
@@ -531,13 +535,19 @@ class Controller:
         self.reconciler.forget(old.key)
         self.conflicts.resolved(old.key)
 
-    def _storage_reset(self) -> None:
-        """A profile informer found the API server's storage went back (restored or wiped):
-        notes of the resourceVersions we wrote name versions it no longer has."""
+    def _storage_reset(self, found_by: str) -> None:
+        """An informer found the API server's storage went back (restored or wiped). The
+        other caches share that storage but may not have seen versions high enough to tell
+        (a quiet resource's watch moves little): they re-list too. Notes of the
+        resourceVersions we wrote name versions the storage no longer has: dropped."""
+        for informer in self.informers:
+            if informer.name != found_by:
+                informer.relist()
         dropped = self.reconciler.drop_notes()
         log.warning(
-            "API server storage went back: dropped notes of written resourceVersions",
-            extra={"notes": dropped},
+            "API server storage went back: every cache re-lists, notes of written "
+            "resourceVersions dropped",
+            extra={"informer": found_by, "notes": dropped},
         )
 
     # -- configuration --------------------------------------------------------------------

@@ -169,9 +169,9 @@ def not_available_message(
         if result.label_key is None:
             extended = ", ".join(n for n in requests if "/" in n)
             return f"No node has allocatable {extended or format_resources(requests)}"
-        nearest = nearest_models(cluster, result.label_key)
+        models = nearest_models(cluster, result.label_key)
         hint = _case_hint(cluster, result.label_key)
-        if not nearest:
+        if not models:
             return (
                 f"No node has label {result.label_key}{hint}; no node has any {LABEL_PREFIX}* "
                 "label: aim-detector has labelled no node (is it running? It writes no label "
@@ -180,7 +180,7 @@ def not_available_message(
             )
         return (
             f"No node has label {result.label_key}{hint}; nearest accelerator models in the "
-            f"cluster: {', '.join(nearest)}"
+            f"cluster: {', '.join(models)}"
         )
     if result.excluded == result.candidates:
         return _partition_message(result)

@@ -11,6 +11,10 @@ on loopback ports of their own, with the settings of a normal cluster.
 No controller-manager, scheduler or kubelet (as envtest): nothing reconciles, namespaces do
 not finalize on their own, Pods never run. `start()` undoes a half-finished start; `stop()`
 stops kube-apiserver, then etcd, and removes nothing the caller did not ask it to.
+`restart(wipe=..., restore=...)` stops both and starts them again on the same ports and
+credentials, with etcd's data deleted, or replaced by a copy `backup_storage()` made, in
+between (a storage lost or restored from a backup): for a plane a test starts for itself, since
+the run's shared plane would lose its baseline.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import base64
 import http.client
 import json
 import secrets
+import shutil
 import ssl
 import threading
 import time
@@ -54,6 +59,8 @@ class ControlPlane:
     admin_kubeconfig: Path = field(init=False)
     audit_log: Path = field(init=False)
     _processes: list[Process] = field(default_factory=list)
+    #: How to tell each process in _processes is ready again after a restart.
+    _ready: dict[str, Any] = field(default_factory=dict)
     #: Idle kept-alive connections (requests may come from several threads at once).
     _idle: list[http.client.HTTPSConnection] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,6 +98,44 @@ class ControlPlane:
         if errors:
             raise RuntimeError(f"stopping the control plane: {errors}")
 
+    def restart(
+        self, *, wipe: bool = False, restore: Path | None = None, timeout: float = 120
+    ) -> None:
+        """Stop kube-apiserver and etcd, then start them again on the same ports, certificates
+        and tokens. In between, `wipe` deletes etcd's data (resourceVersions start over, every
+        object is gone) and `restore` puts back a copy `backup_storage()` made (objects and
+        resourceVersions as they were then). Clients meanwhile get connections refused, then
+        find a server that forgot what they saw."""
+        etcd_data = self.workdir / "etcd"
+        self._stopped_for_restart()
+        if wipe or restore is not None:
+            shutil.rmtree(etcd_data, ignore_errors=True)
+        if restore is not None:
+            shutil.copytree(restore, etcd_data)
+        self._start_again(timeout)
+
+    def backup_storage(self, dest: Path, timeout: float = 120) -> Path:
+        """A cold copy of etcd's data at `dest` (both servers stop for it and start again),
+        for `restart(restore=dest)`: an etcd backup and its restore."""
+        self._stopped_for_restart()
+        shutil.copytree(self.workdir / "etcd", dest)
+        self._start_again(timeout)
+        return dest
+
+    def _stopped_for_restart(self) -> None:
+        if len(self._processes) != 2:
+            raise RuntimeError("restarting needs a started plane")
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+        for process in reversed(self._processes):
+            process.stop()
+
+    def _start_again(self, timeout: float) -> None:
+        for process in self._processes:
+            process.start(self._ready[process.name], timeout)
+
     def __enter__(self) -> ControlPlane:
         return self.start()
 
@@ -118,7 +163,8 @@ class ControlPlane:
             self.workdir / "etcd.log",
         )
         self._processes.append(etcd)
-        etcd.start(lambda: _get(f"{client_url}/health", None, None) == 200, timeout)
+        self._ready["etcd"] = lambda: _get(f"{client_url}/health", None, None) == 200
+        etcd.start(self._ready["etcd"], timeout)
         return client_url
 
     def _start_apiserver(self, etcd_url: str, timeout: float) -> None:
@@ -163,9 +209,10 @@ class ControlPlane:
             self.workdir / "kube-apiserver.log",
         )
         self._processes.append(apiserver)
-        apiserver.start(
-            lambda: _get(f"{self.url}/readyz", self.admin_token, self.ca_file) == 200, timeout
+        self._ready["kube-apiserver"] = lambda: (
+            _get(f"{self.url}/readyz", self.admin_token, self.ca_file) == 200
         )
+        apiserver.start(self._ready["kube-apiserver"], timeout)
 
     # -- clients ----------------------------------------------------------------------------
 
