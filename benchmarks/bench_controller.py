@@ -123,18 +123,36 @@ def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.002) ->
     return time.monotonic() - start
 
 
-def _settled(srv: ApiServer, quiet: float = 1.5, timeout: float = 30) -> int:
-    """Wait until no status write has landed for ``quiet`` seconds; the writes so far."""
+def _metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key == name:
+            return float(value)
+    return 0.0
+
+
+def _settled(srv: ApiServer, port: int, quiet: float = 1.0, timeout: float = 60) -> int:
+    """Wait until the matcher's queue is empty, nothing waits on a delay (coalescing, the rate
+    limiter; ``aim_matcher_queue_delayed``, absent in older versions) and no status write has
+    landed for ``quiet`` seconds; the writes so far."""
     last, since = -1, time.monotonic()
     deadline = since + timeout
     while time.monotonic() < deadline:
         count = len(_status_writes(srv))
-        if count != last:
+        busy = _metric(port, "aim_matcher_queue_depth") or _metric(
+            port, "aim_matcher_queue_delayed"
+        )
+        if count != last or busy:
             last, since = count, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return count
         time.sleep(0.05)
-    return last
+    raise SystemExit(f"writes did not settle in {timeout}s")
 
 
 def _ready(port: int) -> bool:
@@ -218,14 +236,14 @@ def _path(obj: dict[str, Any]) -> str:
 
 
 def _writes_per_event(
-    srv: ApiServer, events: Iterable[tuple[str, Any]], label: str
+    srv: ApiServer, port: int, events: Iterable[tuple[str, Any]], label: str
 ) -> tuple[float, list[int]]:
     counts = []
     for _what, act in events:
-        _settled(srv, quiet=0.5)
+        _settled(srv, port, quiet=0.5)
         srv.requests.clear()
         act()
-        counts.append(_settled(srv))
+        counts.append(_settled(srv, port))
     mean = statistics.mean(counts) if counts else 0.0
     print(f"status writes per {label}: mean {mean:.1f} (min {min(counts)}, max {max(counts)}, "
           f"{len(counts)} events)")  # fmt: skip
@@ -325,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
         def flip(node: str, ready: bool) -> tuple[str, Any]:
             return (f"{node} Ready={ready}", lambda: _set_ready(core, node, ready))
 
-        _writes_per_event(srv, [flip(n, False) for n in flip_nodes], "node Ready flip to False")
-        _writes_per_event(srv, [flip(n, True) for n in flip_nodes], "node Ready flip back")
+        _writes_per_event(
+            srv, port, [flip(n, False) for n in flip_nodes], "node Ready flip to False"
+        )
+        _writes_per_event(srv, port, [flip(n, True) for n in flip_nodes], "node Ready flip back")
 
         def blink(node: str) -> tuple[str, Any]:
             def act() -> None:
@@ -336,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return (f"{node} blink", act)
 
-        _writes_per_event(srv, [blink(n) for n in flip_nodes], "Ready flip undone in 100 ms")
+        _writes_per_event(srv, port, [blink(n) for n in flip_nodes], "Ready flip undone in 100 ms")
         for model in (FAR_MODEL, NEAR_MODEL):
             key = accelerator_label_key(model)
             toggles = []
@@ -344,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 node = node_names[rng.randrange(len(node_names))]
                 toggles.append((f"+{model}", lambda n=node, k=key: _set_label(core, n, k, "8")))
                 toggles.append((f"-{model}", lambda n=node, k=key: _set_label(core, n, k, None)))
-            _writes_per_event(srv, toggles, f"{model} appearing on or leaving one node")
+            _writes_per_event(srv, port, toggles, f"{model} appearing on or leaving one node")
 
         key = accelerator_label_key(ABSENT)
         latencies = []
@@ -363,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
               f"p99 {_percentile(latencies, 0.99) * 1000:.0f} ms, "
               f"max {max(latencies) * 1000:.0f} ms")  # fmt: skip
 
-        _settled(srv, quiet=0.5)
+        _settled(srv, port, quiet=0.5)
         srv.requests.clear()
         t0 = time.monotonic()
         for i in range(args.heartbeats):

@@ -30,7 +30,7 @@ def test_a_profile_first_found_not_available_has_a_warning_event(kube):
         wait_for(lambda: phase(custom, name) == "NotAvailable", timeout=15, what="NotAvailable")
 
         def described() -> str:
-            return kube.kubectl("describe", "aimclusterprofile", name).stdout
+            return str(kube.kubectl("describe", "aimclusterprofile", name).stdout)
 
         wait_for(lambda: "HardwareNotAvailable" in described(), timeout=10, what="an event")
         text = described()

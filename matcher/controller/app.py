@@ -90,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rate-limit-qps",
         type=float,
-        default=10.0,
+        default=20.0,
         help="global token bucket over node-event re-evaluations and retries, per second; 0 "
-        "disables (default 10)",
+        "disables (default 20)",
     )
     p.add_argument(
-        "--rate-limit-burst", type=_positive_int, default=100, help="its burst (default 100)"
+        "--rate-limit-burst", type=_positive_int, default=300, help="its burst (default 300)"
     )
     p.add_argument(
         "--resync-period",

@@ -95,8 +95,8 @@ class ControllerSettings:
     #: burst of node events costs one evaluation (and at most one write) per profile.
     coalesce_delay: float = 0.2
     #: The global token bucket over node-event re-evaluations and retries (0 qps: off).
-    rate_limit_qps: float = 10.0
-    rate_limit_burst: int = 100
+    rate_limit_qps: float = 20.0
+    rate_limit_burst: int = 300
     #: Seconds of nothing but 409s on one profile before it counts as a conflict loop.
     conflict_loop_after: float = 60.0
     #: At most this many ``aim_profile_status`` series (one per profile); 0: none.
@@ -157,6 +157,8 @@ class Controller:
                     retry_period=s.retry_period,
                 ),
                 on_started_leading=self._started_leading,
+                # A follower writes nothing: no conflict of its can be looping.
+                on_stopped_leading=self.conflicts.clear,
             )
         self.recorder: EventRecorder | None = None
         if s.events:
@@ -174,6 +176,7 @@ class Controller:
         self.informers = self._informers(api)
         self._node_informer = self.informers[0]
         self.metrics.queue_depth.set_function(lambda: len(self.queue))
+        self.metrics.queue_delayed.set_function(self.queue.waiting)
         self.metrics.is_leader.set_function(lambda: 1.0 if self.is_leader() else 0.0)
         self.metrics.nodes.set_function(lambda: len(self._cluster))
         self.metrics.nodes_unavailable.set_function(lambda: 1.0 if self._nodes_error else 0.0)

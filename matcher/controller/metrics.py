@@ -85,6 +85,12 @@ class Metrics:
         self.queue_depth = Gauge(
             f"{PREFIX}_queue_depth", "Profiles waiting to be reconciled.", registry=r
         )
+        self.queue_delayed = Gauge(
+            f"{PREFIX}_queue_delayed",
+            "Profiles waiting out a delay before they are queued: coalescing of node events, "
+            "the rate limiter, a retry's back-off or Retry-After.",
+            registry=r,
+        )
         self.status_writes = Counter(
             f"{PREFIX}_status_writes",
             "Status patches sent, by result (ok, conflict, gone, error: no answer counts too).",
