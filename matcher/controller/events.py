@@ -2,9 +2,10 @@
 
 Events are best effort, as in client-go's recorder: they are queued and sent by one thread of
 their own, so that a thousand profiles found NotAvailable at start-up never hold up a status
-write; a full queue (``capacity``) drops the event with a log line, and a failed send is logged
-and dropped, never retried. Events for cluster-scoped AIMClusterProfiles go to the ``default``
-namespace, where kubectl looks for events of cluster-scoped objects.
+write (and while status writes are queued, an Event waits for them, up to 5 s). A full queue
+(``capacity``) drops the event with a log line, and a failed send is logged and dropped, never
+retried. Events for cluster-scoped AIMClusterProfiles go to the ``default`` namespace, where
+kubectl looks for events of cluster-scoped objects.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,11 +52,15 @@ class EventRecorder:
         *,
         capacity: int = 1000,
         on_sent: Callable[[str], None] | None = None,
+        busy: Callable[[], bool] | None = None,
+        max_hold: float = 5.0,
     ) -> None:
         self._api = api
         self._instance = instance
         self._timeout = request_timeout
         self._on_sent = on_sent
+        self._busy = busy
+        self._max_hold = max_hold
         self._queue: queue.Queue[_Pending | None] = queue.Queue(capacity)
         self._dropped = Throttle()
         self._thread: threading.Thread | None = None
@@ -97,6 +103,14 @@ class EventRecorder:
 
     def _run(self) -> None:
         while (pending := self._queue.get()) is not None:
+            # Status writes first: while they are queued (a first sync, a storm), an Event
+            # waits, for at most max_hold seconds after it was recorded.
+            while (
+                self._busy is not None
+                and self._busy()
+                and (datetime.now(UTC) - pending.at).total_seconds() < self._max_hold
+            ):
+                time.sleep(0.05)
             self._send(pending)
 
     def _send(self, pending: _Pending) -> bool:

@@ -163,7 +163,10 @@ class Controller:
         self.recorder: EventRecorder | None = None
         if s.events:
             self.recorder = EventRecorder(
-                api, s.identity, on_sent=lambda reason: self.metrics.events.labels(reason).inc()
+                api,
+                s.identity,
+                on_sent=lambda reason: self.metrics.events.labels(reason).inc(),
+                busy=lambda: len(self.queue) > 0,
             )
         self.reconciler = Reconciler(
             profiles=self._reconcilable,
