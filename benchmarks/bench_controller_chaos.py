@@ -261,7 +261,10 @@ def retry_after(scale: str, extra: list[str], timeout: float) -> str:
     proc, _ = _start(world, extra)
     try:
         world.srv.requests.clear()
-        world.srv.faults.fail_ratio(1.0, code=429, retry_after=2.0, verb="patch")
+        # Profile status writes only: the Ready flips below are node patches.
+        world.srv.faults.fail_ratio(
+            1.0, code=429, retry_after=2.0, verb="patch", path_contains=f"/apis/{GROUP}/"
+        )
         stamps: dict[str, list[float]] = {}
         seen = 0
         _ready_flip(world, False)
@@ -293,7 +296,9 @@ def no_answer(scale: str, extra: list[str], timeout: float) -> str:
     proc, port = _start(world, extra)
     try:
         world.srv.requests.clear()
-        world.srv.faults.fail_ratio(1.0, drop_connection=True, verb="patch")
+        world.srv.faults.fail_ratio(
+            1.0, drop_connection=True, verb="patch", path_contains=f"/apis/{GROUP}/"
+        )
         _ready_flip(world, False)
         time.sleep(3)
         world.srv.faults.clear()
