@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -191,9 +192,20 @@ def test_an_unreachable_api_server_is_one_line_per_failure(tmp_path):
          "--lease-namespace", "aim", "--identity", "m1"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)  # a dozen retries of every informer and of the lease
+    assert proc.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
+    reader.start()
+    # From the first failure on (start-up itself takes seconds on a loaded machine, and a
+    # SIGTERM before the handler is installed kills the process): a dozen retries of every
+    # informer and of the lease.
+    wait_for(lambda: any("cannot reach" in line for line in lines), timeout=60,
+             what="the first failure logged")  # fmt: skip
+    time.sleep(3)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    reader.join(timeout=10)
+    stderr = "".join(lines)
     assert proc.returncode == 0, stderr
     entries = [json.loads(line) for line in stderr.splitlines()]
     (settings,) = [e for e in entries if e["msg"] == "settings"]
