@@ -287,6 +287,12 @@ class ControlPlane:
                 conn.close()  # a kept-alive connection the server closed: once more, anew
                 if attempt == 2:
                     raise
+                # The others idled as long (kube-apiserver closes a connection idle for 90 s,
+                # a common gap in a long run): the retry opens a fresh one.
+                with self._lock:
+                    stale, self._idle = self._idle, []
+                for other in stale:
+                    other.close()
                 continue
             with self._lock:
                 self._idle.append(conn)
