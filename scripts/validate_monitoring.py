@@ -163,6 +163,7 @@ def exported_metrics() -> dict[str, set[str]]:
     from detector.fence import NodeFence  # noqa: PLC0415 (the programs' code, not ours)
     from detector.metrics import Metrics as DetectorMetrics  # noqa: PLC0415
     from matcher.controller.metrics import Metrics as MatcherMetrics  # noqa: PLC0415
+    from matcher.controller.metrics import ProfileStatusSeries  # noqa: PLC0415
 
     detector = DetectorMetrics()
 
@@ -172,6 +173,7 @@ def exported_metrics() -> dict[str, set[str]]:
     NodeFence(refuse, "node", registry=detector.registry)  # registers aim_detector_node_fence
     matcher = MatcherMetrics()
     matcher.profiles_by_status(dict)
+    matcher.profile_status(ProfileStatusSeries(list, 0))  # aim_profile_status and its cap
     return {"aim-detector": _series(detector.registry), "aim-matcher": _series(matcher.registry)}
 
 

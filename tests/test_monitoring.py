@@ -158,7 +158,7 @@ def test_the_running_programs_serve_exactly_the_registries_names(tmp_path):
     # not in these registries); every name of the registries is served.
     assert exported["aim-detector"] <= served_detector
     assert exported["aim-matcher"] <= served_matcher
-    ours = re.compile(r"^aim_(detector|matcher)_")
+    ours = re.compile(r"^aim_(detector_|matcher_|profile_status$)")  # the per-profile series too
     assert {n for n in served_detector if ours.match(n)} == exported["aim-detector"]
     assert {n for n in served_matcher if ours.match(n)} == exported["aim-matcher"]
 
