@@ -158,18 +158,41 @@ def test_a_burst_of_node_events_for_one_key_is_one_evaluation_after_the_delay():
     assert q.get(timeout=0) is None  # one evaluation for the 50 events, not 50
 
 
-def test_coalesced_adds_take_bucket_tokens_only_for_keys_not_already_scheduled():
+def test_a_storm_of_node_events_leaves_the_retry_bucket_without_debt():
+    """A cordon storm (100 events over 400 profiles) against a small bucket: node events take
+    no tokens, so the next event is evaluated after its delay and a retry is paced only by
+    what retries used. (Node events used to take a token each, even for profiles already
+    scheduled: 100 x 400 events left the bucket 8,634 tokens in debt, a 432 s wait.)"""
     clock = FakeClock()
-    q: WorkQueue[str] = WorkQueue(clock=clock, bucket=TokenBucket(rate=1, burst=2, clock=clock))
-    for _ in range(20):  # twenty events on two keys: two tokens
-        q.add_coalesced("a", 0.2)
-        q.add_coalesced("b", 0.2)
-    q.add_coalesced("c", 0.2)  # the bucket is empty: a token in 1 s, later than the 0.2 s
+    bucket = TokenBucket(rate=20, burst=300, clock=clock)
+    q: WorkQueue[str] = WorkQueue(clock=clock, bucket=bucket)
+    keys = [f"p{i}" for i in range(400)]
+    for _ in range(100):
+        for key in keys:
+            q.add_coalesced(key, 0.2)
+        clock.now += 0.01
+    taken = set()
+    while len(taken) < 400:
+        taken.add(_take(q, clock))
+    assert taken == set(keys)
+    for key in keys:
+        q.done(key)
     start = clock.now
-    assert sorted(k for k in (_take(q, clock), _take(q, clock))) == ["a", "b"]
+    q.add_coalesced("p0", 0.2)
+    assert _take(q, clock) == "p0"
     assert clock.now - start == pytest.approx(0.2, abs=0.011)
-    assert _take(q, clock) == "c"
-    assert clock.now - start == pytest.approx(1.0, abs=0.011)
+    q.done("p0")
+    assert bucket.reserve() == 0.0  # the storm spent no retry token
+
+
+def test_a_node_event_does_not_cut_a_retry_after_short():
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(ExponentialBackoff(base=0.05, cap=30), clock=clock)
+    q.add_rate_limited("a", at_least=2.0)  # 429 with Retry-After: 2
+    q.add_coalesced("a", 0.2)  # a node event for the same profile
+    start = clock.now
+    assert _take(q, clock) == "a"
+    assert clock.now - start == pytest.approx(2.0, abs=0.011)
 
 
 def _take(q: WorkQueue[str], clock: FakeClock) -> str:

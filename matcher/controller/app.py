@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit-qps",
         type=float,
         default=20.0,
-        help="global token bucket over node-event re-evaluations and retries, per second; 0 "
+        help="global token bucket over retries of failed status writes, per second; 0 "
         "disables (default 20)",
     )
     p.add_argument(

@@ -9,10 +9,9 @@ label key), so one lock costs nothing measurable under the GIL.
 
 What reaches the queue how: a profile's own change, the first sync and a new leader's catch-up
 go straight in; a node event re-evaluates the profiles it can affect after ``coalesce_delay``
-(a burst of node events is one evaluation per profile) and through the global token bucket
-(``rate_limit_qps``/``rate_limit_burst``), so a Ready flip or a cordon storm becomes a bounded
-rate of status writes; failed writes come back after the larger of their back-off, the
-bucket's delay and the server's ``Retry-After``.
+(a burst of node events is one evaluation per profile); failed writes come back after the
+larger of their back-off, the global token bucket's delay (``rate_limit_qps``/
+``rate_limit_burst``) and the server's ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -94,7 +93,7 @@ class ControllerSettings:
     #: Seconds a node event waits before the profiles it affects are re-evaluated, so that a
     #: burst of node events costs one evaluation (and at most one write) per profile.
     coalesce_delay: float = 0.2
-    #: The global token bucket over node-event re-evaluations and retries (0 qps: off).
+    #: The global token bucket over retries of failed writes (0 qps: off).
     rate_limit_qps: float = 20.0
     rate_limit_burst: int = 300
     #: Seconds of nothing but 409s on one profile before it counts as a conflict loop.

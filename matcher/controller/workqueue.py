@@ -5,18 +5,19 @@ worker holds it is marked dirty and handed out again only after ``done``, so one
 processed by two workers at once and never lost. Failed keys come back through
 ``add_rate_limited`` after an exponential per-key delay that ``forget`` resets.
 
-Two rate limiters, combined as sample-controller's ``NewController`` combines them (the larger
-delay wins): the per-key exponential back-off above, and one global token bucket
-(``TokenBucket``) shared by every key. The bucket paces retries and event-driven
-re-evaluations (``add_coalesced``), so that a burst of node events (a Ready flip reaching
-130 profiles, a cordon storm) becomes a bounded rate of status writes instead of a storm. Plain
-``add`` bypasses it: the first sync, a new leader's catch-up and spec changes are bounded by
-the number of profiles and should not wait.
+Two rate limiters for retries, combined as client-go's ``DefaultControllerRateLimiter``
+combines them (the larger delay wins): the per-key exponential back-off above, and one global
+token bucket (``TokenBucket``) shared by every key, so that an outage ending does not release
+every failed write at once. As in client-go, only retries (``add_rate_limited``) take bucket
+tokens. Event-driven re-evaluations do not: an earlier version paced them through the bucket
+too, and a cordon storm left it thousands of tokens in debt (each event for a profile already
+scheduled still took a token), so a later Ready flip waited minutes. Coalescing bounds them
+instead, and the first sync, a new leader's catch-up and spec changes are bounded by the
+number of profiles.
 
 ``add_coalesced(key, delay)`` is for re-evaluations caused by node events: the key is handed
 out ``delay`` seconds later, and further events for it in between change nothing, so a burst of
-node events within the window costs one evaluation (and at most one write) per profile. A key
-that is already queued or scheduled takes no bucket token.
+node events within the window costs one evaluation (and at most one write) per profile.
 """
 
 from __future__ import annotations
@@ -149,17 +150,18 @@ class WorkQueue(Generic[K]):
         self.add_after(key, delay)
 
     def add_coalesced(self, key: K, delay: float) -> None:
-        """Re-evaluate ``key`` in ``delay`` seconds (or when the bucket allows, if later);
-        nothing changes when it is already queued or scheduled to come sooner."""
+        """Re-evaluate ``key`` in ``delay`` seconds; nothing changes when it is already queued
+        or scheduled: it will read the cache as it is then. A key waiting out a retry's
+        back-off or ``Retry-After`` keeps waiting, so a node event never cuts a server's
+        request short."""
         with self._cond:
             if self._shutting_down:
                 return
             if key in self._dirty and key not in self._processing:
-                return  # queued: the worker will read the cache as it is by then
-            scheduled = self._waiting_at.get(key)
-            if scheduled is not None and scheduled <= self._clock() + delay:
                 return
-        self.add_after(key, max(delay, self._reserve()))
+            if key in self._waiting_at:
+                return
+        self.add_after(key, delay)
 
     def _reserve(self) -> float:
         return self._bucket.reserve() if self._bucket is not None else 0.0
