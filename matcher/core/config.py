@@ -11,6 +11,13 @@ Keys (all optional):
   request (default false: the spec derives only from ``acceleratorType``).
 - ``acceleratorPreference``: comma-separated accelerator models, most preferred first, for
   automatic selection (default ``DEFAULT_ACCELERATOR_PREFERENCE``: newest Instinct first).
+- ``webhookNotAvailable``: what admission does with a pod that names a ``NotAvailable``
+  profile: ``deny`` (default: refused, with the profile's own "why not") or ``warn`` (admitted
+  with the profile's affinity and resources and a warning; the pod waits Pending until a node
+  can take it).
+- ``webhookNamespaces``: comma-separated namespaces whose opted-in pods admission mutates
+  (default: every namespace the webhook configuration sends; ``kube-system`` and the matcher's
+  own are never sent). An opted-in pod elsewhere is admitted unchanged, with a warning.
 
 Unknown keys are errors: a typo must not silently fall back to a default.
 """
@@ -42,6 +49,8 @@ _KNOWN_KEYS = frozenset(
         "countNotReadyNodes",
         "inferAcceleratorType",
         "acceleratorPreference",
+        "webhookNotAvailable",
+        "webhookNamespaces",
     }
 )
 _MODEL_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
@@ -51,6 +60,10 @@ _RESOURCE_NAME_RE = re.compile(
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 )
+#: A namespace name (RFC 1123 label).
+_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NOT_AVAILABLE_DENY = "deny"
+NOT_AVAILABLE_WARN = "warn"
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off", ""}
 
@@ -66,6 +79,10 @@ class MatcherConfig:
     count_not_ready_nodes: bool = False
     infer_accelerator_type: bool = False
     accelerator_preference: tuple[str, ...] = DEFAULT_ACCELERATOR_PREFERENCE
+    #: ``deny`` or ``warn`` (see the module docstring).
+    webhook_not_available: str = NOT_AVAILABLE_DENY
+    #: Namespaces whose opted-in pods admission mutates; empty means all.
+    webhook_namespaces: tuple[str, ...] = ()
 
     @classmethod
     def from_configmap_data(cls, data: Mapping[str, str] | None) -> MatcherConfig:
@@ -86,7 +103,15 @@ class MatcherConfig:
             count_not_ready_nodes=_flag(data, "countNotReadyNodes"),
             infer_accelerator_type=_flag(data, "inferAcceleratorType"),
             accelerator_preference=_preference(data),
+            webhook_not_available=_choice(
+                data, "webhookNotAvailable", (NOT_AVAILABLE_DENY, NOT_AVAILABLE_WARN)
+            ),
+            webhook_namespaces=_namespaces(data, "webhookNamespaces"),
         )
+
+    def webhook_mutates(self, namespace: str) -> bool:
+        """Whether admission mutates opted-in pods of ``namespace`` (``webhookNamespaces``)."""
+        return not self.webhook_namespaces or namespace in self.webhook_namespaces
 
 
 def _flag(data: Mapping[str, object], key: str) -> bool:
@@ -114,3 +139,24 @@ def _preference(data: Mapping[str, object]) -> tuple[str, ...]:
     if len({m.upper() for m in models}) != len(models):
         raise ConfigError("data.acceleratorPreference: a model is listed twice")
     return models
+
+
+def _choice(data: Mapping[str, object], key: str, choices: tuple[str, ...]) -> str:
+    raw = data.get(key, choices[0])
+    text = raw.strip().lower() if isinstance(raw, str) else None
+    if text not in choices:
+        raise ConfigError(f"data.{key}: expected one of {', '.join(choices)}, got {raw!r}")
+    return text
+
+
+def _namespaces(data: Mapping[str, object], key: str) -> tuple[str, ...]:
+    raw = data.get(key, "")
+    if not isinstance(raw, str):
+        raise ConfigError(f"data.{key}: expected a comma-separated string, got {raw!r}")
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for name in names:
+        if len(name) > 63 or not _NAMESPACE_RE.match(name):
+            raise ConfigError(f"data.{key}: {name!r} is not a namespace name")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"data.{key}: a namespace is listed twice")
+    return names
