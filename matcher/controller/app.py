@@ -25,6 +25,8 @@ from aimkit.kube import ConfigError, connect
 from aimkit.logs import settings_fields
 from matcher.controller.informer import InformerSettings
 from matcher.controller.manager import DEFAULT_CONFIG_MAP, Controller, ControllerSettings
+from matcher.controller.webhook import CERTS_EXTERNAL, CERTS_SELF, WebhookSettings
+from matcher.webhook.server import BEFORE_SYNC_DENY, BEFORE_SYNC_IGNORE
 
 log = logging.getLogger("matcher.controller")
 
@@ -134,6 +136,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="at most this many aim_profile_status series, one per profile; 0: none "
         "(default 10000)",
     )
+    hook = p.add_argument_group(
+        "admission webhook",
+        "Pods labelled aim.eai.amd.com/profile or aim.eai.amd.com/aim-id get their profile's "
+        "node affinity and resources (docs/deploy.md). Served by every replica from its caches.",
+    )
+    hook.add_argument(
+        "--webhook-addr",
+        default="",
+        help="HOST:PORT of the webhook's HTTPS listener; no HOST: as --health-addr; '' disables "
+        "(default: disabled; the install sets :9443)",
+    )
+    hook.add_argument(
+        "--webhook-namespace",
+        default=namespace,
+        help="namespace of the webhook's Secret and Service (default: $POD_NAMESPACE)",
+    )
+    hook.add_argument(
+        "--webhook-secret",
+        default="aim-matcher-webhook-tls",
+        help="Secret holding the CA and serving certificate (default %(default)s)",
+    )
+    hook.add_argument(
+        "--webhook-configuration",
+        default="aim-matcher",
+        help="MutatingWebhookConfiguration whose caBundle the leader keeps (default %(default)s)",
+    )
+    hook.add_argument(
+        "--webhook-service",
+        default="aim-matcher-webhook",
+        help="Service the API server calls; its DNS names go in the certificate "
+        "(default %(default)s)",
+    )
+    hook.add_argument(
+        "--webhook-cert-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="another DNS name or IP address for the serving certificate (repeatable)",
+    )
+    hook.add_argument(
+        "--webhook-certs",
+        choices=[CERTS_SELF, CERTS_EXTERNAL],
+        default=CERTS_SELF,
+        help="self: the leader keeps a CA and serving certificate in the Secret and the CA in "
+        "the webhook configuration, renewing both before they expire; external: another "
+        "(cert-manager) does, the matcher only serves what the Secret holds (default self)",
+    )
+    hook.add_argument(
+        "--webhook-before-sync",
+        choices=[BEFORE_SYNC_DENY, BEFORE_SYNC_IGNORE],
+        default=BEFORE_SYNC_DENY,
+        help="a pod that arrives before the profile caches are filled (after a 2 s wait): "
+        "deny it, asking to retry, or ignore the webhook and admit it unchanged with a "
+        "warning (default deny)",
+    )
     p.add_argument("--log-level", default="info", choices=logs.LEVELS)
     p.add_argument(
         "--log-format",
@@ -151,6 +208,20 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         args.health_addr = f":{args.metrics_port}"
     if args.health_addr:
         health_host, health_port = split_host_port(args.health_addr)
+    webhook: WebhookSettings | None = None
+    if args.webhook_addr:
+        host, port = split_host_port(args.webhook_addr)
+        webhook = WebhookSettings(
+            host=host,
+            port=port,
+            namespace=args.webhook_namespace,
+            secret_name=args.webhook_secret,
+            configuration_name=args.webhook_configuration,
+            service_name=args.webhook_service,
+            extra_hosts=tuple(args.webhook_cert_host),
+            certificates=args.webhook_certs,
+            before_sync=args.webhook_before_sync,
+        )
     return ControllerSettings(
         identity=args.identity,
         profile_namespaces=tuple(args.namespaces),
@@ -178,6 +249,7 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         events=not args.no_events,
         health_host=health_host,
         health_port=health_port,
+        webhook=webhook,
     )
 
 
@@ -228,6 +300,7 @@ def main(argv: list[str]) -> int:
         extra={
             "identity": settings.identity,
             "health_port": controller.health.port if controller.health else "",
+            "webhook_port": controller.webhook.server.port if controller.webhook else "",
             "leader_election": settings.leader_election,
         },
     )

@@ -55,6 +55,7 @@ from matcher.controller.status_writer import (
     StatusWriter,
     collection_path,
 )
+from matcher.controller.webhook import Webhook, WebhookSettings
 from matcher.controller.workqueue import ExponentialBackoff, TokenBucket, WorkQueue
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
@@ -105,6 +106,8 @@ class ControllerSettings:
     #: Host "": aimkit.http.default_hosts() (loopback outside a pod, $POD_IP in one).
     health_host: str = ""
     health_port: int | None = None
+    #: The admission webhook (matcher/controller/webhook.py); None: not served.
+    webhook: WebhookSettings | None = None
 
 
 class _Callbacks:
@@ -190,6 +193,21 @@ class Controller:
         self.health: HttpServer | None = None
         if s.health_port is not None:
             self.health = self._health_server(s.health_host, s.health_port)
+        self.webhook: Webhook | None = None
+        if s.webhook is not None:
+            self.webhook = Webhook(
+                api,
+                s.webhook,
+                profiles=self._profiles,
+                config=lambda: self._config,
+                profiles_synced=self._profiles_synced,
+                is_leader=self.is_leader,
+                metrics=self.metrics,
+                recorder=EventRecorder(api, s.identity) if s.events else None,
+                informer_settings=s.informer,
+            )
+            if self.health is not None:
+                self.health.readyz.add("webhook", self.webhook.problem)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -290,6 +308,8 @@ class Controller:
             self.recorder.start()
         for informer in self.informers:
             informer.start()
+        if self.webhook is not None:
+            self.webhook.start()
         for number in range(self.settings.workers):
             thread = threading.Thread(target=self._worker, name=f"worker-{number}", daemon=True)
             thread.start()
@@ -313,6 +333,8 @@ class Controller:
             thread.join(5.0)
         if self.recorder is not None:
             self.recorder.stop()
+        if self.webhook is not None:
+            self.webhook.stop()
         if self.health is not None:
             self.health.stop()
 
@@ -344,6 +366,7 @@ class Controller:
         dead += [f"informer-{i.name}" for i in self.informers if not i.alive]
         if self.recorder is not None and not self.recorder.alive:
             dead.append("events")
+        dead += self.webhook.dead() if self.webhook is not None else []
         return f"threads stopped: {', '.join(dead)}" if dead else None
 
     def _check_caches(self) -> str | None:
@@ -403,6 +426,12 @@ class Controller:
     def _started_leading(self) -> None:
         # Whatever happened while we followed, bring every profile up to date.
         self.enqueue_all()
+        if self.webhook is not None:
+            self.webhook.leading()
+
+    def _profiles_synced(self) -> bool:
+        """The profile and ConfigMap caches are filled (what admission reads; nodes it does not)."""
+        return all(i.synced.is_set() for i in self.informers if i is not self._node_informer)
 
     def enqueue_all(self) -> None:
         self.queue.add_all(list(self._profiles))

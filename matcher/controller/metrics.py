@@ -122,6 +122,32 @@ class Metrics:
             registry=r,
         )
         self.build_info = register_build_info(r, f"{PREFIX}_build_info")
+        # The admission webhook (matcher/webhook), on every replica that serves it.
+        self.admissions = Counter(
+            f"{PREFIX}_admissions",
+            "Pod admissions by outcome (mutated, unchanged, denied, skipped, not-synced, error) "
+            "and the profile resolved (kind/namespace/name; empty when none).",
+            ["outcome", "profile"],
+            registry=r,
+        )
+        self.admission_duration = Histogram(
+            f"{PREFIX}_admission_duration_seconds",
+            "Time to judge one pod admission (decode to encoded answer; no TLS handshake).",
+            buckets=(0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5),
+            registry=r,
+        )
+        self.webhook_cert_expiry = Gauge(
+            f"{PREFIX}_webhook_certificate_expiry_timestamp_seconds",
+            "When the serving certificate this replica presents expires (Unix time; 0: none).",
+            registry=r,
+        )
+        self.webhook_cert_writes = Counter(
+            f"{PREFIX}_webhook_certificate_writes",
+            "Writes of the webhook's Secret and caBundle by the leader, by object (secret, "
+            "webhookconfiguration) and result (ok, conflict, error).",
+            ["object", "result"],
+            registry=r,
+        )
 
     def profiles_by_status(self, counts: Callable[[], Mapping[str, int]]) -> None:
         self.registry.register(_ProfilesByStatus(counts))
