@@ -100,6 +100,7 @@ CLUSTER_SCOPED = {
     "ClusterRoleBinding",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
+    "MutatingWebhookConfiguration",
     "PriorityClass",
 }
 NAMESPACED = {
@@ -107,6 +108,7 @@ NAMESPACED = {
     "Role",
     "RoleBinding",
     "ConfigMap",
+    "Secret",
     "Service",
     "DaemonSet",
     "Deployment",
@@ -507,6 +509,7 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
                         cm = str(arg).split("=", 1)[1]
                         if not exists("ConfigMap", namespace, cm):
                             problems.append(f"{describe(obj)}: ConfigMap {cm} is missing")
+                problems += _webhook_problems(obj, container, exists)
         if kind in {"Service", "PodDisruptionBudget", "PodMonitor"}:
             selector = spec.get("selector") or {}
             selector = selector.get("matchLabels", selector) if kind != "Service" else selector
@@ -527,6 +530,40 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
             if not pods:
                 problems.append(f"{describe(obj)}: selector matches no workload in the bundle")
     problems += _orphan_problems(objects)
+    return problems
+
+
+def _flag(args: list[Any], name: str, default: str) -> str:
+    for arg in args:
+        if str(arg).startswith(f"{name}="):
+            return str(arg).split("=", 1)[1]
+    return default
+
+
+def _webhook_problems(
+    obj: Mapping[str, Any], container: Mapping[str, Any], exists: Any
+) -> list[str]:
+    """A matcher that serves the webhook needs its Secret, its configuration, a Service on its
+    port and the port itself; without them its readiness never passes (matcher/controller)."""
+    args = list(container.get("args") or [])
+    if not _flag(args, "--webhook-addr", ""):
+        return []
+    namespace = (obj.get("metadata") or {}).get("namespace", "")
+    problems = []
+    secret = _flag(args, "--webhook-secret", "aim-matcher-webhook-tls")
+    if not exists("Secret", namespace, secret):
+        problems.append(f"{describe(obj)}: serves the webhook but Secret {secret} is missing")
+    configuration = _flag(args, "--webhook-configuration", "aim-matcher")
+    if not exists("MutatingWebhookConfiguration", "", configuration):
+        problems.append(
+            f"{describe(obj)}: serves the webhook but MutatingWebhookConfiguration "
+            f"{configuration} is missing"
+        )
+    service = _flag(args, "--webhook-service", "aim-matcher-webhook")
+    if not exists("Service", namespace, service):
+        problems.append(f"{describe(obj)}: serves the webhook but Service {service} is missing")
+    if "webhook" not in {p.get("name") for p in container.get("ports") or []}:
+        problems.append(f"{describe(obj)}: serves the webhook but has no port named webhook")
     return problems
 
 
@@ -723,6 +760,7 @@ BUILTIN_RESOURCES = (
     ("", "v1", "Namespace", "namespaces", False),
     ("", "v1", "ServiceAccount", "serviceaccounts", True),
     ("", "v1", "ConfigMap", "configmaps", True),
+    ("", "v1", "Secret", "secrets", True),
     ("", "v1", "Service", "services", True),
     ("apps", "v1", "DaemonSet", "daemonsets", True),
     ("apps", "v1", "Deployment", "deployments", True),
@@ -744,6 +782,13 @@ BUILTIN_RESOURCES = (
         "v1",
         "ValidatingAdmissionPolicyBinding",
         "validatingadmissionpolicybindings",
+        False,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
         False,
     ),
     ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False),
