@@ -453,6 +453,9 @@ def reference_problems(objects: list[dict[str, Any]]) -> list[str]:
         seen.add(key)
         scope = "" if kind in CLUSTER_SCOPED else namespace
         by_kind.setdefault(kind, {})[(scope, name)] = obj
+        if kind == "Certificate":  # cert-manager's: found by the Secret it writes
+            secret_name = str((obj.get("spec") or {}).get("secretName") or "")
+            by_kind.setdefault("Certificate", {})[(namespace, secret_name)] = obj
         if kind in CLUSTER_SCOPED and namespace:
             problems.append(f"{describe(obj)}: cluster-scoped, must not set metadata.namespace")
         elif kind in NAMESPACED and namespace not in created_namespaces:
@@ -551,8 +554,11 @@ def _webhook_problems(
     namespace = (obj.get("metadata") or {}).get("namespace", "")
     problems = []
     secret = _flag(args, "--webhook-secret", "aim-matcher-webhook-tls")
-    if not exists("Secret", namespace, secret):
-        problems.append(f"{describe(obj)}: serves the webhook but Secret {secret} is missing")
+    # With --webhook-certs=external a cert-manager Certificate makes the Secret.
+    maker = "Certificate" if _flag(args, "--webhook-certs", "self") == "external" else "Secret"
+    if not exists(maker, namespace, secret):
+        what = f"a Certificate writing Secret {secret}" if maker != "Secret" else f"Secret {secret}"
+        problems.append(f"{describe(obj)}: serves the webhook but {what} is missing")
     configuration = _flag(args, "--webhook-configuration", "aim-matcher")
     if not exists("MutatingWebhookConfiguration", "", configuration):
         problems.append(

@@ -54,6 +54,7 @@ from tests.hosttrees import HOSTS, build_host
 BIN = Path(sys.executable).parent
 DETECTOR_SA = (DETECTOR_NAMESPACE, "aim-detector")
 MATCHER_SA = (MATCHER_NAMESPACE, "aim-matcher")
+WEBHOOK_SECRET = "aim-matcher-webhook-tls"
 #: The non-root user of the image (Dockerfile USER) that every long-running container runs as.
 AGENT_UID = 65532
 
@@ -331,7 +332,11 @@ def test_no_wildcards_and_no_escalation_verbs():
                 for field in ("apiGroups", "resources", "verbs"):
                     assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
                 assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
-                assert "secrets" not in rule["resources"]
+                if "secrets" in rule["resources"]:
+                    # The one Secret: the webhook's certificate, by name, never created.
+                    assert rule["resources"] == ["secrets"]
+                    assert rule["resourceNames"] == [WEBHOOK_SECRET], rule
+                    assert set(rule["verbs"]) <= {"list", "watch", "patch"}, rule
 
 
 def test_detector_may_get_and_patch_nodes_and_nothing_else():
@@ -387,6 +392,68 @@ def test_matcher_reads_cluster_and_writes_only_status_events_and_its_lease():
     assert not can(
         "default", m, "create", "leases", group="coordination.k8s.io", namespace="kube-system"
     )
+
+
+def test_the_webhook_may_touch_only_its_own_secret_and_configuration():
+    m = MATCHER_SA
+    secret = {"namespace": MATCHER_NAMESPACE, "name": WEBHOOK_SECRET}
+    for verb in ("list", "watch", "patch"):
+        assert can("default", m, verb, "secrets", **secret)
+    for verb in ("get", "create", "update", "delete"):
+        assert not can("default", m, verb, "secrets", **secret)
+    for verb in ("list", "watch", "get", "patch"):
+        assert not can("default", m, verb, "secrets", namespace=MATCHER_NAMESPACE, name="other")
+        assert not can("default", m, verb, "secrets", namespace=MATCHER_NAMESPACE)
+        assert not can("default", m, verb, "secrets", namespace="ml-team", name=WEBHOOK_SECRET)
+    hooks = {"group": "admissionregistration.k8s.io"}
+    for verb in ("list", "watch", "patch"):
+        assert can("default", m, verb, "mutatingwebhookconfigurations", name="aim-matcher", **hooks)
+        assert not can("default", m, verb, "mutatingwebhookconfigurations", name="x", **hooks)
+        assert not can("default", m, verb, "validatingwebhookconfigurations", **hooks)
+    for verb in ("create", "update", "delete"):
+        assert not can("default", m, verb, "mutatingwebhookconfigurations", **hooks)
+    assert not can("default", m, "list", "mutatingwebhookconfigurations", **hooks), "unselected"
+    # The same by name in the Deployment's flags.
+    args = pod_spec(one("default", "Deployment", "aim-matcher"))["containers"][0]["args"]
+    assert "--webhook-addr=:9443" in args
+    assert one("default", "Secret", WEBHOOK_SECRET)["type"] == "Opaque"
+
+
+def test_the_webhook_configuration_asks_only_for_opted_in_pods():
+    [configuration] = objects("default", "MutatingWebhookConfiguration")
+    assert configuration["metadata"]["name"] == "aim-matcher"
+    labels = []
+    for hook in configuration["webhooks"]:
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["sideEffects"] == "None"
+        assert hook["reinvocationPolicy"] == "IfNeeded"
+        assert hook["timeoutSeconds"] <= 5
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["rules"] == [
+            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+             "resources": ["pods"], "scope": "Namespaced"}
+        ]  # fmt: skip
+        assert hook["namespaceSelector"] == {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                 "values": ["kube-system", MATCHER_NAMESPACE]}
+            ]
+        }  # fmt: skip
+        [expression] = hook["objectSelector"]["matchExpressions"]
+        assert expression["operator"] == "Exists"
+        labels.append(expression["key"])
+        service = hook["clientConfig"]["service"]
+        assert (service["namespace"], service["name"], service["path"]) == (
+            MATCHER_NAMESPACE,
+            "aim-matcher-webhook",
+            "/mutate-pods",
+        )
+        assert "caBundle" not in hook["clientConfig"]  # the matcher's leader writes it
+    assert labels == ["aim.eai.amd.com/profile", "aim.eai.amd.com/aim-id"]
+    service = one("default", "Service", "aim-matcher-webhook")
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
 
 
 def test_matcher_rbac_covers_what_the_controller_calls():
@@ -578,6 +645,11 @@ def test_network_policies_admit_only_prometheus_to_the_metrics_ports(variant):
         ports = {p["name"] for c in pod_spec(workload)["containers"] for p in c.get("ports", [])}
         if not ports:  # the cleanup variant serves nothing
             continue
+        # The webhook's port is open to the API server, wherever it calls from.
+        webhook = (
+            [{"ports": [{"port": "webhook", "protocol": "TCP"}]}] if "webhook" in ports else []
+        )
+        ports.discard("webhook")
         assert policy["spec"]["ingress"] == [
             {
                 "from": [
@@ -588,7 +660,8 @@ def test_network_policies_admit_only_prometheus_to_the_metrics_ports(variant):
                     }
                 ],
                 "ports": [{"port": port, "protocol": "TCP"} for port in sorted(ports)],
-            }
+            },
+            *webhook,
         ]
 
 
@@ -1036,6 +1109,9 @@ def test_rbac_grants_exactly_the_requests_the_programs_make(kube, tmp_path):
         ),
     )
     kube.kubectl("apply", "-f", str(ROOT / "daemonset" / "matcher" / "configmap.yaml"))
+    serve_builtin_kinds(server)
+    for name in ("secret.yaml", "mutatingwebhookconfiguration.yaml"):
+        kube.kubectl("apply", "-f", str(ROOT / "daemonset" / "webhook" / name))
     kube.kubectl("apply", "-f", "-", input=PROFILES)
     host = build_host(tmp_path, "mi300x-8-spx-nps1")
     env = {**os.environ, "NODE_NAME": "gpu-0"}
@@ -1064,6 +1140,9 @@ def test_rbac_grants_exactly_the_requests_the_programs_make(kube, tmp_path):
             "0",
             "--log-level",
             "warning",
+            # As the Deployment runs it: the webhook on, so its Secret and caBundle are written.
+            "--webhook-addr",
+            "127.0.0.1:0",
         ],
         env={**os.environ, "POD_NAMESPACE": MATCHER_NAMESPACE, "POD_NAME": "aim-matcher-test"},
     )
@@ -1083,6 +1162,18 @@ def test_rbac_grants_exactly_the_requests_the_programs_make(kube, tmp_path):
                 time.sleep(0.1)
 
         wait_for("qwen-qwen3-32b-mi300x-lat-fp8", "Ready")
+
+        def bundle_written() -> bool:
+            got = kube.kubectl(
+                "get", "mutatingwebhookconfiguration", "aim-matcher",
+                "-o", "jsonpath={.webhooks[1].clientConfig.caBundle}",
+            )  # fmt: skip
+            return bool(got.stdout)
+
+        deadline = time.monotonic() + 30
+        while not bundle_written():
+            assert time.monotonic() < deadline, "the caBundle was never written"
+            time.sleep(0.1)
         kube.kubectl("cordon", "gpu-0")  # a flip: an Event
         wait_for("qwen-qwen3-32b-mi300x-lat-fp8", "NotAvailable")
     finally:

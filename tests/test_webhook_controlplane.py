@@ -62,7 +62,9 @@ class Matcher:
     """``aim-matcher run`` with the bundle's flags, as the ServiceAccount aim-system/aim-matcher,
     its webhook on a loopback port."""
 
-    def __init__(self, kubeconfig: Path, log: Path, webhook_port: int) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, webhook_port: int, extra: tuple[str, ...] = ()
+    ) -> None:
         self.health_port = free_port()
         self.log_path = log
         self._log = log.open("w")
@@ -73,7 +75,8 @@ class Matcher:
              "--identity", "matcher-0", "--config-map", "aim-matcher-config",
              "--health-addr", f"127.0.0.1:{self.health_port}", "--lease-duration", "3",
              "--renew-deadline", "2", "--retry-period", "0.3",
-             "--webhook-addr", f"127.0.0.1:{webhook_port}", "--webhook-cert-host", "127.0.0.1"],
+             "--webhook-addr", f"127.0.0.1:{webhook_port}", "--webhook-cert-host", "127.0.0.1",
+             *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
 
@@ -94,8 +97,9 @@ class Matcher:
             self._log.close()
 
 
-def _loopback(kube: Kube, port: int) -> None:
-    """Point both webhooks at the loopback listener instead of the Service (as envtest does)."""
+def _loopback(kube: Kube, port: int, ca_bundle: bytes | None = None) -> None:
+    """Point both webhooks at the loopback listener instead of the Service (as envtest does),
+    trusting ``ca_bundle`` when given (else the matcher's leader writes the caBundle)."""
     ops = []
     for index in (0, 1):
         ops += [
@@ -103,6 +107,11 @@ def _loopback(kube: Kube, port: int) -> None:
             {"op": "add", "path": f"/webhooks/{index}/clientConfig/url",
              "value": f"https://127.0.0.1:{port}/mutate-pods"},
         ]  # fmt: skip
+        if ca_bundle is not None:
+            ops.append(
+                {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle",
+                 "value": base64.b64encode(ca_bundle).decode()}
+            )  # fmt: skip
     kube.kubectl(
         "patch", "mutatingwebhookconfiguration", "aim-matcher", "--type=json", "-p", json.dumps(ops)
     )
