@@ -289,7 +289,7 @@ def test_config_changes_the_outcome_and_bad_config_is_refused(tmp_path):
     assert (
         result.stderr.strip() == f"error: {config}: data.countNotReady: unknown key (known keys: "
         "acceleratorPreference, countNotReadyNodes, countUnschedulableNodes, gpuResourceName, "
-        "inferAcceleratorType)"
+        "inferAcceleratorType, webhookNamespaces, webhookNotAvailable)"
     )
 
 

@@ -258,3 +258,38 @@ def test_base_profiles_are_never_selected_and_manual_selection_only_has_no_effec
     sel = select([base, manual], AIM)
     assert names(sel) == "manual"  # as in AIM Engine today: the field is ignored
     assert "base" not in reasons(sel)
+
+
+def test_the_key_sort_ranks_exactly_as_the_tiers_compare():
+    """select() sorts by each tier's key (admission ranks on every pod); the order must be the
+    pairwise first-difference order of the tiers, which the reasons are written from."""
+    import functools  # noqa: PLC0415
+
+    from matcher.core.selection import _first_difference, tiers  # noqa: PLC0415
+
+    rng = random.Random(7)
+    versions = [None, "1.2.0", "v1.2", "1.10.0", "1.2.0-rc.1", "latest", "0.8.5", "2024-05"]
+    pool = [
+        prof(
+            f"p{i}",
+            namespace=rng.choice([None, None, "ml-team"]),
+            primary=rng.random() < 0.5,
+            type=rng.choice(["optimized", "general", "preview", "unoptimized", None]),
+            acceleratorModel=rng.choice(["MI300X", "MI325X", "mi355x", "W7900", "X1", None]),
+            metric=rng.choice(["latency", "throughput", None]),
+            precision=rng.choice(["fp8", "fp4", "bf16", None]),
+            acceleratorCount=rng.choice([0, 1, 2, 8, None]),
+        )
+        for i in range(300)
+    ]
+    pool = [
+        replace(p, status=p.status.model_copy(update={"version": rng.choice(versions)}))
+        for p in pool
+        if p.status is not None
+    ]
+    order = tiers()
+    by_key = sorted(pool, key=lambda p: tuple(t.key(p) for t in order))
+    by_compare = sorted(
+        pool, key=functools.cmp_to_key(lambda a, b: _first_difference(a, b, order)[0])
+    )
+    assert [p.name for p in by_key] == [p.name for p in by_compare]

@@ -263,3 +263,32 @@ def test_external_certificates_are_served_and_never_written(kube, tmp_path):
             assert _secret_writes(kube.server, "matcher-a") == 0
     finally:
         replica.stop()
+
+
+def test_the_lookup_follows_the_cache_as_the_informers_change_it():
+    """profile_lookup indexes profiles by aimId and rebuilds when the cache's contents move."""
+    from matcher.controller.reconciler import cached_profile  # noqa: PLC0415
+    from matcher.controller.status_writer import ProfileKey  # noqa: PLC0415
+    from matcher.controller.webhook import profile_lookup  # noqa: PLC0415
+    from tests.controller_support import cluster_profile  # noqa: PLC0415
+
+    cache: dict[ProfileKey, Any] = {}
+
+    def put(name: str, aim_id: str) -> None:
+        obj = cluster_profile(name, "MI300X", aimId=aim_id)
+        cached = cached_profile(obj)
+        cache[cached.key] = cached
+
+    lookup = profile_lookup(cache)
+    assert lookup.by_aim_id("qwen/qwen3-32b") == []
+    put("a", "qwen/qwen3-32b")
+    put("b", "microsoft/phi-2")
+    assert [p.name for p in lookup.by_aim_id("qwen/qwen3-32b")] == ["a"]
+    put("b", "qwen/qwen3-32b")  # an update replaces the cached object
+    assert sorted(p.name for p in lookup.by_aim_id("qwen/qwen3-32b")) == ["a", "b"]
+    del cache[ProfileKey("AIMClusterProfile", "", "a")]
+    assert [p.name for p in lookup.by_aim_id("qwen/qwen3-32b")] == ["b"]
+    assert lookup.by_aim_id("microsoft/phi-2") == []
+    entry = lookup.named("AIMClusterProfile", "", "b")
+    assert entry is not None
+    assert entry.profile is not None

@@ -83,23 +83,40 @@ class WebhookSettings:
 
 
 def profile_lookup(profiles: Mapping[ProfileKey, CachedProfile]) -> Lookup:
-    """Admission's read access to the controller's profile cache.
+    """Admission's read access to the controller's profile cache (no API call, no lock).
 
-    No lock: single dict reads and ``list(values())`` are atomic under the GIL, so an admission
-    never waits for a reconcile that holds the controller's lock.
+    Single dict reads and ``list(values())`` are atomic under the GIL, so an admission never
+    waits for a reconcile holding the controller's lock. Profiles by aimId come from an index
+    rebuilt only when the cache's contents changed since the last admission: comparing the
+    values with the last snapshot is one C-level pass over references (the informers replace
+    a cached profile whole when it changes), where rebuilding reads every profile's aimId.
     """
+    index = _AimIdIndex(profiles)
 
     def named(kind: str, namespace: str, name: str) -> CachedProfile | None:
         return profiles.get(ProfileKey(kind, namespace, name))
 
-    def by_aim_id(aim_id: str) -> list[Profile]:
-        return [
-            c.profile
-            for c in list(profiles.values())
-            if c.profile is not None and c.profile.spec.aim_id == aim_id
-        ]
+    return Lookup(named=named, by_aim_id=index.get)
 
-    return Lookup(named=named, by_aim_id=by_aim_id)
+
+class _AimIdIndex:
+    def __init__(self, profiles: Mapping[ProfileKey, CachedProfile]) -> None:
+        self._profiles = profiles
+        self._lock = threading.Lock()
+        self._snapshot: list[CachedProfile] = []
+        self._by_aim_id: dict[str, list[Profile]] = {}
+
+    def get(self, aim_id: str) -> list[Profile]:
+        values = list(self._profiles.values())
+        with self._lock:
+            if values != self._snapshot:
+                by_aim_id: dict[str, list[Profile]] = {}
+                for cached in values:
+                    profile = cached.profile
+                    if profile is not None and profile.spec.aim_id:
+                        by_aim_id.setdefault(profile.spec.aim_id, []).append(profile)
+                self._snapshot, self._by_aim_id = values, by_aim_id
+            return list(self._by_aim_id.get(aim_id, ()))
 
 
 class _Handler:

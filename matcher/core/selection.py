@@ -56,12 +56,16 @@ _UNLISTED = 1000
 @dataclass(frozen=True, slots=True)
 class Tier:
     """One ranking criterion: its name (a ``-o wide`` column), how a profile shows on it, and
-    how it orders two profiles (negative: the first ranks ahead)."""
+    how it orders two profiles (negative: the first ranks ahead). ``key`` orders profiles the
+    same way as a sort key (``compare(a, b)`` is the sign of ``key(a)`` against ``key(b)``), so
+    that ranking N profiles computes each key once instead of comparing pairs (admission ranks
+    on every pod)."""
 
     name: str
     order: str
     show: Callable[[Profile], str]
     compare: Callable[[Profile, Profile], int]
+    key: Callable[[Profile], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +81,18 @@ class Selection:
     """The criteria the ranking applied, in order."""
 
 
+@functools.lru_cache(maxsize=64)
+def _positions(order: tuple[str, ...]) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for index, item in enumerate(order):
+        positions.setdefault(item.upper(), index)
+    return positions
+
+
 def _listed(order: Sequence[str], value: str | None) -> int:
     if not value:
         return _UNLISTED + 1
-    try:
-        return [o.upper() for o in order].index(value.upper())
-    except ValueError:
-        return _UNLISTED
+    return _positions(tuple(order)).get(value.upper(), _UNLISTED)
 
 
 def _type_rank(profile: Profile) -> int:
@@ -104,7 +113,7 @@ def _sign(a: Any, b: Any) -> int:
 def _key_tier(
     name: str, order: str, show: Callable[[Profile], str], key: Callable[[Profile], object]
 ) -> Tier:
-    return Tier(name, order, show, lambda a, b: _sign(key(a), key(b)))
+    return Tier(name, order, show, lambda a, b: _sign(key(a), key(b)), key)
 
 
 # --- versions ------------------------------------------------------------------------------------
@@ -179,6 +188,24 @@ def _version(profile: Profile) -> str | None:
     return profile.status.version if profile.status is not None else None
 
 
+@functools.total_ordering
+class _NewerFirst:
+    """The version tier as a sort key: a newer version sorts first."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, version: str | None) -> None:
+        self.version = version
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _NewerFirst) and compare_versions(self.version, other.version) == 0
+
+    def __lt__(self, other: _NewerFirst) -> bool:
+        return compare_versions(self.version, other.version) > 0
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 # --- the tiers -----------------------------------------------------------------------------------
 
 
@@ -241,6 +268,7 @@ def tiers(
             "newer first, semantic versions above other tags",
             lambda p: _version(p) or "none",
             lambda a, b: -compare_versions(_version(a), _version(b)),
+            lambda p: _NewerFirst(_version(p)),
         ),
         _key_tier(
             "name",
@@ -314,14 +342,11 @@ def select(  # noqa: PLR0917 (the agreed interface takes these positionally)
     accelerator_preference: Sequence[str] = DEFAULT_ACCELERATOR_PREFERENCE,
 ) -> Selection:
     order = tiers(accelerator_preference)
-
-    def compare(a: Profile, b: Profile) -> int:
-        return _first_difference(a, b, order)[0]
-
     pool = [p for p in profiles if aim_id and p.spec.aim_id == aim_id]
     rejected: list[tuple[Profile, str]] = []
     candidates: list[Profile] = []
-    for profile in sorted(pool, key=functools.cmp_to_key(compare)):
+    # The tiers' keys in order: the first difference decides, as _first_difference does.
+    for profile in sorted(pool, key=lambda p: tuple(tier.key(p) for tier in order)):
         reason = _filter_reason(profile, namespace, metric, precision, include_non_primary)
         if reason is None:
             candidates.append(profile)
