@@ -442,7 +442,8 @@ RESOURCES = [
         "the container's own value wins, with a warning when it differs",
         {"limits": {"amd.com/gpu": "2"}},
         {"requests": {"cpu": "4", "memory": "32Gi"}, "limits": {"amd.com/gpu": "2"}},
-        ["container inference sets limits amd.com/gpu: 2; kept over the profile's 1"],
+        ["container inference sets amd.com/gpu limits 2; kept over the profile's requests 1, "
+         "limits 1"],
     ),
     (
         "a resource named on one side is the container's on both",

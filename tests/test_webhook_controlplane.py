@@ -203,6 +203,7 @@ def test_pods_get_their_profile_from_the_real_api_server(real_kube, tmp_path):
     refused = _create(real_kube, _bare_pod("early", {PROFILE_KEY: "qwen-qwen3-32b-mi300x-lat-fp8"}))
     assert refused.returncode != 0
     assert 'failed calling webhook "profile.pods.aim.eai.amd.com"' in refused.stderr
+    _show("kubectl create (the webhook not running)", refused.stderr)
     plain = _create(real_kube, _bare_pod("plain", {"app": "other"}))
     assert plain.returncode == 0, plain.stderr
 
@@ -278,15 +279,19 @@ def test_pods_get_their_profile_from_the_real_api_server(real_kube, tmp_path):
         _show("kubectl create (a NotAvailable profile)", refused.stderr)
         unknown = _create(real_kube, _bare_pod("typo", {AIM_ID_KEY: "qwen--qwen3-23b"}))
         assert "no profile has aimId qwen/qwen3-23b" in unknown.stderr
+        _show("kubectl create (an aimId no profile has)", unknown.stderr)
 
         # A warning reaches the client: the container's own GPU count is kept over the profile's.
         own = _bare_pod("own-gpus", {PROFILE_KEY: "qwen-qwen3-32b-mi300x-lat-fp8"})
         own["spec"]["containers"][0]["resources"] = {"limits": {"amd.com/gpu": "2"}}
         warned = _create(real_kube, own)
         assert warned.returncode == 0, warned.stderr
-        assert "Warning: container main sets limits amd.com/gpu: 2; kept over the profile's 1" in (
-            warned.stderr
+        # The API server defaulted the request from the limit before calling the webhook.
+        assert warned.stderr == (
+            "Warning: container main sets amd.com/gpu requests 2, limits 2; kept over the "
+            "profile's requests 1, limits 1\n"
         )
+        _show("kubectl create (own GPU count)", warned.stderr + warned.stdout)
         stored = core.read_namespaced_pod("own-gpus", "ml-team")
         assert stored.spec.containers[0].resources.requests["amd.com/gpu"] == "2"
 

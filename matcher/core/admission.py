@@ -458,6 +458,15 @@ def _same(a: Any, b: Any) -> bool:
         return str(a) == str(b)
 
 
+def _sides(sections: Mapping[str, Mapping[str, Any]], resource: str) -> str:
+    """``requests 2, limits 2`` for one resource."""
+    return ", ".join(
+        f"{section} {sections[section][resource]}"
+        for section in ("requests", "limits")
+        if resource in sections[section]
+    )
+
+
 def _resource_ops(
     index: int, container: Mapping[str, Any], profile: Profile
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -480,17 +489,23 @@ def _resource_ops(
             "pod's spec.resourceClaims): add them to the pod yourself"
         )
     additions: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
-    for section, values in (("requests", wanted.requests), ("limits", wanted.limits)):
-        for resource, value in (values or {}).items():
+    theirs = {"requests": dict(wanted.requests or {}), "limits": dict(wanted.limits or {})}
+    conflicts: dict[str, None] = {}
+    for section, values in theirs.items():
+        for resource, value in values.items():
             if resource not in explicit:
                 additions[section][resource] = str(value)
                 continue
             own = sections[section].get(resource)
             if own is not None and not _same(own, value):
-                warnings.append(
-                    f"container {name} sets {section} {resource}: {own}; kept over the "
-                    f"profile's {value}"
-                )
+                conflicts[resource] = None
+    for resource in conflicts:
+        # One line per resource: the API server has often defaulted a request from the limit.
+        own_text = _sides(sections, resource)
+        warnings.append(
+            f"container {name} sets {resource} {own_text}; kept over the profile's "
+            f"{_sides(theirs, resource)}"
+        )
     base = ("spec", "containers", index, "resources")
     if not additions["requests"] and not additions["limits"]:
         return [], warnings
