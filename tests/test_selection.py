@@ -6,7 +6,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from matcher.api.models import parse_profile
+from matcher.api.models import Profile, parse_profile
 from matcher.core.selection import compare_versions, select
 
 AIM = "qwen/qwen3-32b"
@@ -289,7 +289,8 @@ def test_the_key_sort_ranks_exactly_as_the_tiers_compare():
     ]
     order = tiers()
     by_key = sorted(pool, key=lambda p: tuple(t.key(p) for t in order))
-    by_compare = sorted(
-        pool, key=functools.cmp_to_key(lambda a, b: _first_difference(a, b, order)[0])
-    )
+    def compare(a: Profile, b: Profile) -> int:
+        return _first_difference(a, b, order)[0]
+
+    by_compare = sorted(pool, key=functools.cmp_to_key(compare))
     assert [p.name for p in by_key] == [p.name for p in by_compare]
