@@ -5,7 +5,7 @@
 #                 validation and the whole test suite
 # Both install what they need: uv into .tools/, the locked dependencies into .venv/, and (for
 # make test) kubectl, kube-apiserver, etcd, helm and promtool built from their pinned Go modules,
-# and the prometheus-operator CRDs taken from theirs (tools/).
+# and the prometheus-operator and cert-manager CRDs taken from theirs (tools/).
 
 UV_VERSION := 0.13.8
 export UV_PYTHON_DOWNLOADS := never
@@ -50,7 +50,8 @@ generated-check: .venv/.synced
 	$(PY) -m scripts.chart_files --check
 
 # kube-apiserver + kubectl (k8s.io/kubernetes), etcd, helm and promtool, each built once per
-# pinned version (minutes cold, a no-op after), and the prometheus-operator CRDs; see
+# pinned version (minutes cold, a no-op after), and the prometheus-operator and cert-manager
+# CRDs; see
 # tools/build.sh.
 tools:
 	tools/build.sh k8s
@@ -58,6 +59,7 @@ tools:
 	tools/build.sh helm
 	tools/build.sh promtool
 	tools/build.sh prometheus-operator
+	tools/build.sh cert-manager
 
 manifests: .venv/.synced tools
 	$(PY) -m scripts.validate_manifests

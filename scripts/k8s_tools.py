@@ -1,8 +1,8 @@
 """Where the Kubernetes tools the project runs are: the ones `make tools` builds from their
 pinned Go modules (tools/) into .tools/bin/ (kubectl, kube-apiserver, etcd, helm, promtool), and
-the prometheus-operator CRDs it takes from theirs. Never whatever kubectl happens to be on PATH:
-its minor version must match the API server's, and Debian's (1.20) cannot render kustomize
-components."""
+the prometheus-operator and cert-manager CRDs it takes from theirs. Never whatever kubectl
+happens to be on PATH: its minor version must match the API server's, and Debian's (1.20)
+cannot render kustomize components."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 TOOLS_BIN = REPO / ".tools" / "bin"
 #: The PrometheusRule and PodMonitor CRDs (`tools/build.sh prometheus-operator`).
 PROMETHEUS_OPERATOR_CRDS = REPO / ".tools" / "prometheus-operator-crds"
+#: The Issuer and Certificate CRDs (`tools/build.sh cert-manager`).
+CERT_MANAGER_CRDS = REPO / ".tools" / "cert-manager-crds"
 
 
 class ToolMissingError(RuntimeError):
@@ -37,6 +39,17 @@ def prometheus_operator_crds() -> list[Path]:
         raise ToolMissingError(
             f"{PROMETHEUS_OPERATOR_CRDS} is missing: run `make tools` (copies the PrometheusRule "
             "and PodMonitor CRDs out of the prometheus-operator module pinned in tools/)"
+        )
+    return files
+
+
+def cert_manager_crds() -> list[Path]:
+    """The cert-manager CRD files the webhook's cert-manager component needs."""
+    files = sorted(CERT_MANAGER_CRDS.glob("*.yaml"))
+    if not files:
+        raise ToolMissingError(
+            f"{CERT_MANAGER_CRDS} is missing: run `make tools` (copies the Issuer and Certificate "
+            "CRDs out of the cert-manager module pinned in tools/)"
         )
     return files
 

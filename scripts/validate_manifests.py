@@ -26,7 +26,9 @@ The ``monitoring`` variant (``examples/install/monitoring``: the default install
 ``daemonset/components/monitoring``) has a PrometheusRule and PodMonitors, kinds that only the
 Prometheus Operator's CRDs define: those objects are validated against the CRDs' schemas (the
 release pinned in tools/prometheus-operator, strict as above), and the test API server serves
-those CRDs for the dry run.
+those CRDs for the dry run. The ``cert-manager`` variant (``examples/install/cert-manager``: the
+default install plus ``daemonset/components/cert-manager``) has an Issuer and a Certificate,
+validated the same way against cert-manager's CRDs (the release pinned in tools/cert-manager).
 
 The Helm chart (``charts/aim-accelerator``) renders every variant too, with the values in
 ``CHART_VALUES``: ``helm template --include-crds`` must give exactly the objects of
@@ -56,7 +58,7 @@ from celpy.adapter import json_to_cel
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
-from scripts.k8s_tools import helm_env, prometheus_operator_crds, tool
+from scripts.k8s_tools import cert_manager_crds, helm_env, prometheus_operator_crds, tool
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The oldest Kubernetes release the bundle supports: ValidatingAdmissionPolicy v1 is GA in
@@ -74,9 +76,10 @@ VARIANTS = {
     "cleanup": "examples/install/cleanup",
     "mixed": "examples/install/mixed",
 }
-#: Variants that need CRDs the bundle does not bring (the Prometheus Operator's).
+#: Variants that need CRDs the bundle does not bring (the Prometheus Operator's, cert-manager's).
 MONITORING_VARIANTS = {"monitoring": "examples/install/monitoring"}
-ALL_VARIANTS = {**VARIANTS, **MONITORING_VARIANTS}
+CERT_MANAGER_VARIANTS = {"cert-manager": "examples/install/cert-manager"}
+ALL_VARIANTS = {**VARIANTS, **MONITORING_VARIANTS, **CERT_MANAGER_VARIANTS}
 CHART = ROOT / "charts" / "aim-accelerator"
 #: The chart's values that render each variant (docs/install.md lists them).
 CHART_VALUES: dict[str, dict[str, Any]] = {
@@ -92,6 +95,7 @@ CHART_VALUES: dict[str, dict[str, Any]] = {
             "dashboard": {"enabled": True},
         }
     },
+    "cert-manager": {"matcher": {"webhook": {"certManager": True}}},
 }
 CLUSTER_SCOPED = {
     "Namespace",
@@ -117,6 +121,8 @@ NAMESPACED = {
     "NetworkPolicy",
     "PodMonitor",
     "PrometheusRule",
+    "Issuer",
+    "Certificate",
 }
 _JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
 _FORBIDDEN_IN_JUNCTOR = ("description", "type", "default", "additionalProperties", "nullable")
@@ -256,9 +262,10 @@ def _strict(schema: Any) -> Any:
 @functools.cache
 def custom_resource_schemas() -> dict[tuple[str, str], Any]:
     """(apiVersion, kind) -> strict JSON schema, for the kinds of the Prometheus Operator CRDs
-    the monitoring objects use (the release pinned in tools/prometheus-operator)."""
+    the monitoring objects use and of the cert-manager CRDs the webhook's cert-manager component
+    uses (the releases pinned in tools/prometheus-operator and tools/cert-manager)."""
     found = {}
-    for path in prometheus_operator_crds():
+    for path in [*prometheus_operator_crds(), *cert_manager_crds()]:
         crd = yaml.safe_load(path.read_text())
         spec = crd["spec"]
         for version in spec["versions"]:
@@ -279,11 +286,13 @@ def _custom_resource_problems(obj: Mapping[str, Any], schema: Any) -> list[str]:
 
 def schema_problems(obj: Mapping[str, Any], version: str = KUBERNETES_VERSION) -> list[str]:
     """Problems validating one object against the pinned release's OpenAPI schema (a built-in
-    kind) or its CRD's schema (a kind of the Prometheus Operator's)."""
-    if str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
-        schema = custom_resource_schemas().get((str(obj["apiVersion"]), str(obj.get("kind"))))
+    kind) or its CRD's schema (a kind of the Prometheus Operator's or cert-manager's)."""
+    api_version = str(obj.get("apiVersion", ""))
+    if api_version.startswith(("monitoring.coreos.com/", "cert-manager.io/")):
+        schema = custom_resource_schemas().get((api_version, str(obj.get("kind"))))
         if schema is None:
-            return [f"{describe(obj)}: not a kind of the pinned prometheus-operator CRDs"]
+            owner = "cert-manager" if api_version.startswith("cert-") else "prometheus-operator"
+            return [f"{describe(obj)}: not a kind of the pinned {owner} CRDs"]
         return _custom_resource_problems(obj, schema)
     try:
         kubernetes_validate.validate(dict(obj), version, strict=True)
@@ -867,7 +876,7 @@ def dry_run_on_test_server(paths: list[Path]) -> dict[Path, list[str]]:
     """``client_dry_run`` for each path against a fresh in-process test API server."""
     from tests.apiserver import ApiServer  # noqa: PLC0415 (test tooling only)
 
-    crds = prometheus_operator_crds()
+    crds = [*prometheus_operator_crds(), *cert_manager_crds()]
     with tempfile.TemporaryDirectory() as tmp, ApiServer(crd_paths=crds) as server:
         serve_builtin_kinds(server)
         kubeconfig = server.write_kubeconfig(Path(tmp) / "kubeconfig")

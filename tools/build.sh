@@ -10,6 +10,8 @@
 #   tools/build.sh promtool -> promtool                (tools/prometheus, github.com/prometheus/prometheus)
 #   tools/build.sh prometheus-operator -> .tools/prometheus-operator-crds/ (the PrometheusRule and
 #                            PodMonitor CRDs, copied out of tools/prometheus-operator's module)
+#   tools/build.sh cert-manager -> .tools/cert-manager-crds/ (the Issuer and Certificate CRDs,
+#                            copied out of tools/cert-manager's module)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -98,5 +100,20 @@ case "${1:-}" in
     fi
     ln -sfn "prometheus-operator-$v" .tools/prometheus-operator-crds
     ;;
-  *) echo "usage: $0 k8s|etcd|helm|promtool|prometheus-operator" >&2; exit 2 ;;
+  cert-manager)
+    # As prometheus-operator: downloaded (verified against tools/cert-manager/go.sum), not
+    # compiled; the two CRDs the webhook's cert-manager component uses are copied out.
+    v=$(version_of cert-manager github.com/cert-manager/cert-manager)
+    dir=".tools/cert-manager-$v"
+    crds=(cert-manager.io_issuers.yaml cert-manager.io_certificates.yaml)
+    if [ ! -f "$dir/${crds[-1]}" ]; then
+      src=$(cd tools/cert-manager && go mod download -json \
+        github.com/cert-manager/cert-manager | awk -F'"' '$2 == "Dir" { print $4 }')
+      mkdir -p "$dir.partial"
+      for f in "${crds[@]}"; do install -m 0644 "$src/deploy/crds/$f" "$dir.partial/"; done
+      rm -rf "$dir" && mv "$dir.partial" "$dir"
+    fi
+    ln -sfn "cert-manager-$v" .tools/cert-manager-crds
+    ;;
+  *) echo "usage: $0 k8s|etcd|helm|promtool|prometheus-operator|cert-manager" >&2; exit 2 ;;
 esac
