@@ -4,6 +4,7 @@ a real kube-apiserver with the helm built from its Go module (tools/helm)."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from matcher.core.config import MatcherConfig
 from scripts import chart_files
 from scripts.k8s_tools import helm_env, tool
 from scripts.validate_manifests import (
@@ -209,7 +211,9 @@ def test_matcher_settings_become_flags_and_config():
         "matcher": {"replicas": 3, "leaderElect": False, "watchNamespaces": ["ml-team", "dev"],
                     "resyncPeriod": 0, "logFormat": "text", "logLevel": "info",
                     "config": {"gpuResourceName": "amd.com/cpx_nps4",
-                               "countUnschedulableNodes": True},
+                               "countUnschedulableNodes": True,
+                               "webhookNotAvailable": "warn",
+                               "webhookNamespaces": ["ml-team", "prod"]},
                     "podDisruptionBudget": {"enabled": False}},
     })  # fmt: skip
     keys = by_key(objects)
@@ -217,15 +221,45 @@ def test_matcher_settings_become_flags_and_config():
     assert deployment["spec"]["replicas"] == 3
     assert deployment["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "--no-leader-elect", "--lease-name=aim-matcher", "--config-map=aim-matcher-config",
-        "--metrics-port=8080", "--log-format=text", "--namespace=ml-team", "--namespace=dev",
-        "--resync-period=0", "--log-level=info",
+        "--metrics-port=8080", "--log-format=text", "--webhook-addr=:9443",
+        "--namespace=ml-team", "--namespace=dev", "--resync-period=0", "--log-level=info",
     ]  # fmt: skip
-    assert keys[("ConfigMap", "aim-system", "aim-matcher-config")]["data"] == {
+    data = keys[("ConfigMap", "aim-system", "aim-matcher-config")]["data"]
+    assert data == {
         "gpuResourceName": "amd.com/cpx_nps4",
         "countUnschedulableNodes": "true",
         "countNotReadyNodes": "false",
+        "webhookNotAvailable": "warn",
+        "webhookNamespaces": "ml-team,prod",
     }
+    # The matcher's own parser reads the rendered ConfigMap.
+    config = MatcherConfig.from_configmap_data(data)
+    assert (config.webhook_not_available, config.webhook_namespaces) == (
+        "warn",
+        ("ml-team", "prod"),
+    )
     assert ("PodDisruptionBudget", "aim-system", "aim-matcher") not in keys
+
+
+def test_the_webhook_can_be_left_out_or_moved_with_the_matcher():
+    objects = _render({"matcher": {"webhook": {"enabled": False}}})
+    assert not [o for o in objects if "webhook" in o["metadata"]["name"]
+                or o["kind"] == "MutatingWebhookConfiguration"]  # fmt: skip
+    matcher = container(objects, "Deployment", "aim-system", "aim-matcher")
+    assert not [a for a in matcher["args"] if a.startswith("--webhook")]
+    assert [p["name"] for p in matcher["ports"]] == ["metrics"]
+    assert check_objects(objects) == []
+    objects = _render(
+        {"namespaces": {"matcher": "aim-ops"}, "matcher": {"webhook": {"port": 9500}}}
+    )
+    keys = by_key(objects)
+    [hook, _] = keys[("MutatingWebhookConfiguration", "", "aim-matcher")]["webhooks"]
+    assert hook["clientConfig"]["service"]["namespace"] == "aim-ops"
+    assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == ["kube-system", "aim-ops"]
+    matcher = container(objects, "Deployment", "aim-ops", "aim-matcher")
+    assert "--webhook-addr=:9500" in matcher["args"]
+    assert {"name": "webhook", "containerPort": 9500, "protocol": "TCP"} in matcher["ports"]
+    assert check_objects(objects) == []
 
 
 def test_scheduling_values():
@@ -463,11 +497,32 @@ def test_helm_install_and_uninstall_on_kube_apiserver(real_kube, tmp_path):
     assert upgraded.returncode != 0
     assert "value must be one of 'node', 'nfd'" in upgraded.stderr
 
+    # What the matcher's leader writes after install (the webhook's caBundle, its Secret's data),
+    # as it writes them: neither is in the chart, and an upgrade must keep both.
+    bundle = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    ops = [{"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": bundle.decode()}
+           for i in (0, 1)]  # fmt: skip
+    real_kube.kubectl("patch", "mutatingwebhookconfiguration", "aim-matcher", "--type=json",
+                      "-p", json.dumps(ops))  # fmt: skip
+    data = json.dumps({"data": {"tls.crt": bundle.decode()}})
+    real_kube.kubectl("-n", "aim-system", "patch", "secret", "aim-matcher-webhook-tls",
+                      "--type=merge", "-p", data)  # fmt: skip
+
     # An upgrade to NFD mode removes the detector's RBAC, as the nfd component does.
     upgraded = _helm(real_kube, tmp_path, *upgrade, "--set", "detector.mode=nfd")
     assert upgraded.returncode == 0, upgraded.stderr
     gone = real_kube.kubectl("get", "clusterrole", "aim-detector", check=False)
     assert "NotFound" in gone.stderr
+    kept = json.loads(
+        real_kube.kubectl("get", "mutatingwebhookconfiguration", "aim-matcher", "-o", "json").stdout
+    )
+    assert [w["clientConfig"]["caBundle"] for w in kept["webhooks"]] == [bundle.decode()] * 2
+    secret = json.loads(
+        real_kube.kubectl(
+            "-n", "aim-system", "get", "secret", "aim-matcher-webhook-tls", "-o", "json"
+        ).stdout
+    )
+    assert secret["data"] == {"tls.crt": bundle.decode()}
 
     # Uninstall deletes what the chart templated and keeps the CRDs (Helm never deletes crds/).
     removed = _helm(real_kube, tmp_path, "uninstall", "aim-accelerator", "--namespace", "default")
