@@ -289,6 +289,7 @@ def test_the_key_sort_ranks_exactly_as_the_tiers_compare():
     ]
     order = tiers()
     by_key = sorted(pool, key=lambda p: tuple(t.key(p) for t in order))
+
     def compare(a: Profile, b: Profile) -> int:
         return _first_difference(a, b, order)[0]
 
