@@ -292,3 +292,88 @@ def test_the_lookup_follows_the_cache_as_the_informers_change_it():
     entry = lookup.named("AIMClusterProfile", "", "b")
     assert entry is not None
     assert entry.profile is not None
+
+
+def _health(controller: Any, path: str) -> tuple[int, str]:
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    assert controller.health is not None
+    url = f"http://127.0.0.1:{controller.health.port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+@pytest.mark.cluster
+def test_readiness_metrics_and_a_denial_event(kube):
+    """/readyz waits for a certificate; admissions are counted by outcome and profile; a refused
+    pod leaves one Warning Event on its profile however many pods it refuses."""
+    core, _ = _setup(kube)
+    kube.kubectl(
+        "apply", "-f", str(REPO / "examples" / "profiles" / "qwen-qwen3-32b-mi355x-lat-fp4.yaml")
+    )
+    # cert-manager mode with nothing issued yet: not ready, saying why.
+    replica = _start(kube, "matcher-a", certificates=CERTS_EXTERNAL)
+    try:
+        wait_for(lambda: _health(replica, "/readyz/caches")[0] == 200, 10, "caches synced")
+        status, body = _health(replica, "/readyz?verbose")
+        assert status == 503
+        assert "[-]webhook failed: no serving certificate loaded yet" in body
+        ca = certs.make_ca(datetime.now(UTC))
+        pair = certs.make_serving(ca, ["127.0.0.1"], datetime.now(UTC))
+        core.patch_namespaced_secret(
+            SECRET,
+            NAMESPACE,
+            {"data": {certs.TLS_CERT: base64.b64encode(pair.cert_pem).decode(),
+                      certs.TLS_KEY: base64.b64encode(pair.key_pem).decode()}},
+        )  # fmt: skip
+        wait_for(lambda: _health(replica, "/readyz")[0] == 200, 10, "ready with a certificate")
+
+        _admit(replica, ca.cert_pem)
+        refused = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": "fp4-",
+                "labels": {PROFILE_KEY: "qwen-qwen3-32b-mi355x-lat-fp4"},
+            },
+            "spec": {"containers": [{"name": "inference", "image": "aim:1"}]},
+        }
+        for _ in range(3):
+            _, answer = post_review(replica.webhook.server.port, review(refused), ca.cert_pem)
+            assert isinstance(answer, dict)
+            assert answer["response"]["allowed"] is False
+        _, metrics = _health(replica, "/metrics")
+        assert (
+            'aim_matcher_admissions_total{outcome="mutated",'
+            'profile="aimclusterprofile/qwen-qwen3-32b-mi300x-lat-fp8"} 1.0'
+        ) in metrics
+        assert (
+            'aim_matcher_admissions_total{outcome="denied",'
+            'profile="aimclusterprofile/qwen-qwen3-32b-mi355x-lat-fp4"} 3.0'
+        ) in metrics
+        assert "aim_matcher_admission_duration_seconds_count 4.0" in metrics
+        [line] = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("aim_matcher_webhook_certificate_expiry_timestamp_seconds ")
+        ]
+        assert float(line.split()[1]) == certs.not_after(pair.cert_pem).timestamp()
+
+        def denial_events() -> list[Any]:
+            events = core.list_namespaced_event("default").items
+            return [e for e in events if e.reason == "PodAdmissionDenied"]
+
+        [event] = wait_for(denial_events, 10, "a PodAdmissionDenied Event")
+        assert event.type == "Warning"
+        assert event.involved_object.kind == "AIMClusterProfile"
+        assert event.involved_object.name == "qwen-qwen3-32b-mi355x-lat-fp4"
+        assert event.message.startswith("refused pod ml-team/fp4-*: AIMClusterProfile ")
+        assert "is NotAvailable" in event.message
+        # Throttled: three refusals, one Event.
+        assert len(denial_events()) == 1
+    finally:
+        replica.stop()
