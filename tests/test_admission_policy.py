@@ -700,7 +700,8 @@ def namespace_overlay(root: Path) -> Path:
     """The detector moved to `gpu-agents` (an overlay of daemonset/detector), the rest as is."""
     return _overlay(root, {
         ".": {"resources": ["detector", _rel(root, ".", "daemonset/crds"),
-                            _rel(root, ".", "daemonset/matcher")]},
+                            _rel(root, ".", "daemonset/matcher"),
+                            _rel(root, ".", "daemonset/webhook")]},
         "detector": {"resources": [_rel(root, "detector", "daemonset/detector")],
                      "namespace": "gpu-agents"},
     })  # fmt: skip
