@@ -90,6 +90,19 @@ def _ready(controller: Any) -> bool:
     return controller.webhook.problem() is None
 
 
+def _evaluated(controller: Any, name: str = "qwen-qwen3-32b-mi300x-lat-fp8") -> bool:
+    """The replica's own cache holds the profile with a status (until the leader has written
+    one, admission refuses the pod: "has not been evaluated yet")."""
+    from matcher.controller.webhook import profile_lookup  # noqa: PLC0415
+
+    entry = profile_lookup(controller._profiles).named("AIMClusterProfile", "", name)
+    return bool(entry is not None and entry.profile is not None and entry.profile.status)
+
+
+def _ready_to_admit(controller: Any) -> bool:
+    return _ready(controller) and _evaluated(controller)
+
+
 def _admit(controller: Any, bundle: bytes) -> dict[str, Any]:
     pod = {
         "apiVersion": "v1",
@@ -133,7 +146,7 @@ def test_the_leader_fills_the_secret_and_the_ca_bundle_and_every_replica_serves(
         hosts = ["aim-matcher-webhook.aim-system.svc", "127.0.0.1"]
         assert certs.serving_problem(serving, bundle, hosts, now) is None
 
-        wait_for(lambda: _ready(leader), 10, "the leader ready to admit")
+        wait_for(lambda: _ready_to_admit(leader), 10, "the leader ready to admit")
         answer = _admit(leader, bundle)
         assert answer["response"]["allowed"] is True
         paths = [op["path"] for op in patch_of(answer)]
@@ -142,7 +155,7 @@ def test_the_leader_fills_the_secret_and_the_ca_bundle_and_every_replica_serves(
 
         # A second replica serves the same certificate from its own caches, and writes nothing.
         follower = _start(kube, "matcher-b")
-        wait_for(lambda: _ready(follower), 10, "the follower ready to admit")
+        wait_for(lambda: _ready_to_admit(follower), 10, "the follower ready to admit")
         assert not follower.is_leader()
         assert _admit(follower, bundle)["response"]["allowed"] is True
         assert (
@@ -165,7 +178,7 @@ def test_rotation_before_expiry_keeps_admissions_trusted(kube):
     try:
         data = wait_for(lambda: (d := _secret(core)).get(certs.TLS_CERT) and d, 10, "a cert")
         bundle = data[certs.CA_CERT]
-        wait_for(lambda: _ready(leader), 10, "ready")
+        wait_for(lambda: _ready_to_admit(leader), 10, "ready, the profile evaluated")
         first = served_certificate(leader.webhook.server.port)
 
         # A serving pair with under a third of its life left: replaced, same CA, same bundle.
@@ -245,7 +258,7 @@ def test_external_certificates_are_served_and_never_written(kube, tmp_path):
     put(first)
     replica = _start(kube, "matcher-a", certificates=CERTS_EXTERNAL)
     try:
-        wait_for(lambda: _ready(replica), 10, "ready")
+        wait_for(lambda: _ready_to_admit(replica), 10, "ready, the profile evaluated")
         assert _admit(replica, ca.cert_pem)["response"]["allowed"] is True
         second = certs.make_serving(ca, hosts, datetime.now(UTC))
         put(second)
@@ -332,7 +345,10 @@ def test_readiness_metrics_and_a_denial_event(kube):
         )  # fmt: skip
         wait_for(lambda: _health(replica, "/readyz")[0] == 200, 10, "ready with a certificate")
 
-        _admit(replica, ca.cert_pem)
+        wait_for(lambda: _evaluated(replica), 10, "the fp8 profile evaluated")
+        fp4 = "qwen-qwen3-32b-mi355x-lat-fp4"
+        wait_for(lambda: _evaluated(replica, fp4), 10, "the fp4 profile evaluated")
+        assert _admit(replica, ca.cert_pem)["response"]["allowed"] is True
         refused = {
             "apiVersion": "v1",
             "kind": "Pod",
