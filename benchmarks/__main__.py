@@ -24,6 +24,7 @@ BENCHMARKS = (
     "plugin",
     "controller",
     "churn",
+    "admission",
 )
 
 
