@@ -171,7 +171,7 @@ def test_a_storm_of_node_events_leaves_the_retry_bucket_without_debt():
         for key in keys:
             q.add_coalesced(key, 0.2)
         clock.now += 0.01
-    taken = set()
+    taken: set[str] = set()
     while len(taken) < 400:
         taken.add(_take(q, clock))
     assert taken == set(keys)
