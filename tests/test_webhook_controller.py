@@ -96,7 +96,12 @@ def _evaluated(controller: Any, name: str = "qwen-qwen3-32b-mi300x-lat-fp8") -> 
     from matcher.controller.webhook import profile_lookup  # noqa: PLC0415
 
     entry = profile_lookup(controller._profiles).named("AIMClusterProfile", "", name)
-    return bool(entry is not None and entry.profile is not None and entry.profile.status)
+    if entry is None or entry.profile is None or entry.profile.status is None:
+        return False
+    # kube-apiserver serves the CRD's default (status: {}) before the first write: a status
+    # object is there at once, the evaluation only once it carries a phase beyond Pending.
+    status = entry.profile.status
+    return status.resolved_node_affinity is not None or status.resources is not None
 
 
 def _ready_to_admit(controller: Any) -> bool:
