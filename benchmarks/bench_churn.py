@@ -30,19 +30,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aimkit.kube import MERGE_PATCH, KubeClient, connect
+from benchmarks.matcher_process import free_port, metric, percentile, ready
 from benchmarks.realistic import ABSENT_MODELS, realistic_nodes, realistic_profiles
 from detector.labels import accelerator_label_key
 from tests.apiserver import ApiServer
@@ -57,12 +56,6 @@ STRATEGIC = "application/strategic-merge-patch+json"
 EXTRA = os.environ.get("BENCH_MATCHER_ARGS", "").split()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _status_writes(srv: ApiServer) -> list[str]:
     """Names of the profiles whose status a successful PATCH wrote, one entry per PATCH."""
     return [
@@ -72,23 +65,10 @@ def _status_writes(srv: ApiServer) -> list[str]:
     ]
 
 
-def _metric(port: int, name: str) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return 0.0
-    for line in text.splitlines():
-        key, _, value = line.rpartition(" ")
-        if key == name:
-            return float(value)
-    return 0.0
-
-
 def _busy(port: int) -> bool:
     # aim_matcher_queue_delayed (coalescing, rate limiter) exists only in newer versions.
-    depth = _metric(port, "aim_matcher_queue_depth")
-    return bool(depth or _metric(port, "aim_matcher_queue_delayed"))
+    depth = metric(port, "aim_matcher_queue_depth")
+    return bool(depth or metric(port, "aim_matcher_queue_delayed"))
 
 
 def _settle(srv: ApiServer, port: int, quiet: float, timeout: float = 120) -> tuple[int, float]:
@@ -107,14 +87,6 @@ def _settle(srv: ApiServer, port: int, quiet: float, timeout: float = 120) -> tu
     raise SystemExit(f"status writes did not settle within {timeout}s")
 
 
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 def _wait(
     predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.002
 ) -> float:
@@ -128,12 +100,6 @@ def _wait(
 
 def _all_written(srv: ApiServer, names: set[str]) -> Callable[[], bool]:
     return lambda: names <= set(_status_writes(srv))
-
-
-def _percentile(values: list[float], p: float) -> float:
-    """Nearest rank."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered)) - 1))]
 
 
 def _load() -> str:
@@ -295,8 +261,8 @@ def _latency(
     achieved = beats.sent / elapsed
     ms = sorted(x * 1000 for x in latencies)
     spread = (
-        f"p50 {statistics.median(ms):.0f} ms, p90 {_percentile(ms, 0.9):.0f} ms, "
-        f"p99 {_percentile(ms, 0.99):.0f} ms, max {ms[-1]:.0f} ms"
+        f"p50 {statistics.median(ms):.0f} ms, p90 {percentile(ms, 0.9):.0f} ms, "
+        f"p99 {percentile(ms, 0.99):.0f} ms, max {ms[-1]:.0f} ms"
         if len(ms) >= 1000
         else f"median {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms (p99 needs "
         f">= 1,000 changes: --changes 1000 or --full)"
@@ -368,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
           f"seeded in {time.monotonic() - t:.1f}s; {delayed} answered "
           f"{args.write_latency * 1000:.0f} ms late; {_load()}")  # fmt: skip
 
-    port = _free_port()
+    port = free_port()
     log = (world.tmp / "matcher.log").open("w")
     started = time.monotonic()
     matcher = subprocess.Popen(
@@ -379,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     api = connect(world.kubeconfig, pool_size=4)
     try:
-        _wait(lambda: _ready(port), 120, "the matcher's caches", interval=0.05)
+        _wait(lambda: ready(port), 120, "the matcher's caches", interval=0.05)
         names = world.profiles
         _wait(lambda: len(set(_status_writes(srv))) >= names, 120, "first statuses", 0.05)
         _settle(srv, port, quiet=1.0)
