@@ -523,6 +523,11 @@ class Controller:
                 # and _nodes_health enqueues every one of them, so no half-filled count is
                 # written in between.
                 return
+            if not self._node_informer.synced.is_set():
+                # The first list: no worker runs before it ends, and every profile is queued
+                # by its own informer and by the leader's catch-up. Looking up the profiles
+                # each of 20,000 nodes affects would cost millions of queue calls for nothing.
+                return
             affected = self._index.affected_by_node(old, new)
             present_after = {k for k in toggled if self._cluster.nodes_with_key(k)}
             if present_before != present_after:
