@@ -32,7 +32,9 @@ EPYC_STEM = "EPYC_"
 
 #: Annotation on the Node listing the label keys the detector wrote (comma-separated, sorted),
 #: so that a restarted agent can still remove what a previous run wrote. Same idea as NFD's
-#: ``nfd.node.kubernetes.io/feature-labels``.
+#: ``nfd.node.kubernetes.io/feature-labels``. In node mode it is present, empty, on a Node where
+#: the detector ran and found nothing: the matcher tells "ran, found nothing" from "never ran" by
+#: it (only the uninstall cleanup removes it).
 OWNED_LABELS_ANNOTATION = "aim.eai.amd.com/detector-labels"
 
 #: Kubernetes limits (apimachinery validation.IsQualifiedName / IsValidLabelValue).

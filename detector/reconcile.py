@@ -226,13 +226,18 @@ def node_patch(
     labels: Mapping[str, str] | None,
     annotations: Mapping[str, str] | None,
     desired: Mapping[str, str],
+    *,
+    mark: bool = True,
 ) -> dict[str, dict[str, dict[str, str | None]]] | None:
     """The JSON merge patch (RFC 7386) taking a Node from its current metadata to ``desired``.
 
     ``labels``/``annotations`` are the Node's current metadata. The patch names only the
     detector's keys: it sets every desired label whose value differs, sets to null (deletes)
     every label the ownership annotation lists that is no longer desired, and rewrites the
-    annotation (null when nothing is owned any more). Keys of anybody else never appear in it,
+    annotation. With ``mark`` (every publish) the annotation stays even when nothing is owned,
+    with an empty value: the detector's mark that it ran on this Node and found nothing, which
+    the matcher reports (a Node without it has never seen the detector). Without ``mark`` (the
+    uninstall cleanup) an empty annotation is deleted. Keys of anybody else never appear in it,
     and a merge patch leaves unnamed keys alone, so other writers' labels are safe without
     optimistic locking. Returns None when the Node already matches: no write is needed.
     """
@@ -247,7 +252,7 @@ def node_patch(
     for key in sorted(set(annotation_keys(annotations)) - desired.keys()):
         if key in labels:
             label_changes[key] = None
-    wanted_annotation = annotation_value(desired) or None
+    wanted_annotation = annotation_value(desired) if mark else annotation_value(desired) or None
     patch: dict[str, dict[str, dict[str, str | None]]] = {}
     if label_changes:
         patch.setdefault("metadata", {})["labels"] = label_changes

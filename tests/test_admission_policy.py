@@ -290,10 +290,12 @@ def gpu_node(name: str = "gpu-1") -> dict[str, Any]:
     }
 
 
-def detector_update(node: dict[str, Any], desired: dict[str, str]) -> dict[str, Any]:
+def detector_update(
+    node: dict[str, Any], desired: dict[str, str], *, mark: bool = True
+) -> dict[str, Any]:
     """The Node after the detector's own merge patch for ``desired`` labels."""
     meta = node["metadata"]
-    patch = node_patch(meta.get("labels"), meta.get("annotations"), desired)
+    patch = node_patch(meta.get("labels"), meta.get("annotations"), desired, mark=mark)
     assert patch is not None, "the test needs a change"
     updated: dict[str, Any] = merge_patch(node, patch)
     return updated
@@ -374,9 +376,25 @@ def test_detector_changes_and_removes_its_labels(policy):
 
 def test_detector_cleanup_removes_everything_it_owns(policy):
     node = gpu_node()
-    new = detector_update(node, {})
+    new = detector_update(node, {}, mark=False)
     assert OWNED_LABELS_ANNOTATION not in new["metadata"]["annotations"]
     assert admit(policy, request_for("gpu-1", bound_node="gpu-1"), new, node).allowed
+
+
+def test_detector_that_finds_nothing_leaves_an_empty_annotation(policy):
+    """Its mark that it ran: the labels go, the annotation stays empty; on a fresh Node it adds
+    the empty annotation alone. The fence admits both."""
+    node = gpu_node()
+    new = detector_update(node, {})
+    assert new["metadata"]["annotations"][OWNED_LABELS_ANNOTATION] == ""
+    assert not any(k.startswith(LABEL_PREFIX) for k in new["metadata"]["labels"])
+    assert admit(policy, request_for("gpu-1", bound_node="gpu-1"), new, node).allowed
+    fresh = gpu_node()
+    del fresh["metadata"]["labels"][MI300X], fresh["metadata"]["labels"][ZEN4]
+    del fresh["metadata"]["annotations"][OWNED_LABELS_ANNOTATION]
+    new = detector_update(fresh, {})
+    assert new["metadata"]["annotations"][OWNED_LABELS_ANNOTATION] == ""
+    assert admit(policy, request_for("gpu-1", bound_node="gpu-1"), new, fresh).allowed
 
 
 def test_first_labels_on_a_node_without_labels_or_annotations(policy):

@@ -167,6 +167,12 @@ def test_detector_under_its_own_bound_token(real_kube, tmp_path):
         plane, tmp_path / "detector.kubeconfig", DETECTOR_NAMESPACE, "aim-detector", bound_pod=pod
     )
 
+    # On a host with no AMD GPU or EPYC CPU it leaves its mark: the ownership annotation, empty
+    # (the fence admits that write), so the matcher can tell "found nothing" from "not run".
+    _detector_once(real_kube, kubeconfig, "gpu-a", build_host(tmp_path / "hosts", "intel-xeon"))
+    node = core.read_node("gpu-a")
+    assert node.metadata.annotations[OWNED_LABELS_ANNOTATION] == ""
+    assert not any(k.startswith(LABEL_PREFIX) for k in node.metadata.labels)
     root = build_host(tmp_path / "hosts", "mi300x-8-spx-nps1", cpu=SMALL_CPU)
     _detector_once(real_kube, kubeconfig, "gpu-a", root)
     node = core.read_node("gpu-a")

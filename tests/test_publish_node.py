@@ -144,6 +144,26 @@ def test_a_restarted_agent_reads_what_the_previous_run_wrote(api, node):
     assert NodePublisher(api, node, backoff=FAST).read() == LABELS
 
 
+def test_finding_nothing_leaves_the_empty_annotation_as_a_mark(api, node, official):
+    """Nothing to publish on a fresh Node: the annotation appears, empty (the mark that the
+    detector ran), once; labels it wrote before go and the mark stays; cleanup removes it."""
+    pub = NodePublisher(api, node, backoff=FAST)
+    assert pub.publish({}) is True
+    labels, annotations = metadata(official, node)
+    assert labels == FOREIGN
+    assert annotations == {"team": "infra", OWNED_LABELS_ANNOTATION: ""}
+    assert pub.publish({}) is False
+    assert pub.read() == {}
+    pub.publish(LABELS)
+    assert pub.publish({}) is True
+    labels, annotations = metadata(official, node)
+    assert labels == FOREIGN
+    assert annotations[OWNED_LABELS_ANNOTATION] == ""
+    assert pub.cleanup() is True
+    assert OWNED_LABELS_ANNOTATION not in metadata(official, node)[1]
+    assert pub.cleanup() is False
+
+
 def test_cleanup_removes_only_ours_and_the_annotation(kube, api, node, official):
     pub = NodePublisher(api, node, backoff=FAST)
     pub.publish(LABELS)

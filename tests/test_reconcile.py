@@ -303,14 +303,34 @@ def test_patch_restores_a_value_someone_changed():
 
 def test_cleanup_patch_removes_every_owned_label_and_the_annotation():
     current = {**GPU_8, FOREIGN: "n1"}
-    patch = node_patch(current, owned(MI300X, SPX, ZEN4), {})
+    patch = node_patch(current, owned(MI300X, SPX, ZEN4), {}, mark=False)
     assert patch == {
         "metadata": {
             "labels": {MI300X: None, SPX: None},
             "annotations": {OWNED_LABELS_ANNOTATION: None},
         }
     }
-    assert node_patch({FOREIGN: "n1"}, {}, {}) is None
+    assert node_patch({FOREIGN: "n1"}, {}, {}, mark=False) is None
+    assert node_patch({FOREIGN: "n1"}, {OWNED_LABELS_ANNOTATION: ""}, {}, mark=False) == {
+        "metadata": {"annotations": {OWNED_LABELS_ANNOTATION: None}}
+    }
+
+
+def test_finding_nothing_leaves_the_annotation_empty_as_the_mark_that_it_ran():
+    """A publish of no labels keeps the ownership annotation, empty: "ran, found nothing" is
+    visible on the Node, unlike "never ran" (no annotation)."""
+    assert node_patch({FOREIGN: "n1"}, {}, {}) == {
+        "metadata": {"annotations": {OWNED_LABELS_ANNOTATION: ""}}
+    }
+    assert node_patch({FOREIGN: "n1"}, {OWNED_LABELS_ANNOTATION: ""}, {}) is None
+    patch = node_patch({**GPU_8, FOREIGN: "n1"}, owned(MI300X, SPX), {})
+    assert patch == {
+        "metadata": {
+            "labels": {MI300X: None, SPX: None},
+            "annotations": {OWNED_LABELS_ANNOTATION: ""},
+        }
+    }
+    assert annotation_keys({OWNED_LABELS_ANNOTATION: ""}) == []
 
 
 def test_patch_refuses_foreign_keys():

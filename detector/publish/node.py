@@ -3,6 +3,7 @@
 Each publish reads the Node, lets :func:`detector.reconcile.node_patch` work out the difference
 within the detector's own keys, and sends one ``PATCH`` with ``application/merge-patch+json``
 only when something differs. Labels and the ownership annotation change in the same request.
+The annotation stays (empty) when the detector owns no label: the mark that it ran here.
 
 Why a merge patch and no ``resourceVersion``: a merge patch names only the keys it changes and
 the API server applies it to the Node as it is at that moment, so labels that others write in
@@ -100,9 +101,9 @@ class NodePublisher:
         metadata = self._get_metadata()
         return published_labels(metadata.get("labels"), metadata.get("annotations"))
 
-    def publish(self, labels: Mapping[str, str]) -> bool:
+    def publish(self, labels: Mapping[str, str], *, mark: bool = True) -> bool:
         metadata = self._get_metadata()
-        patch = node_patch(metadata.get("labels"), metadata.get("annotations"), labels)
+        patch = node_patch(metadata.get("labels"), metadata.get("annotations"), labels, mark=mark)
         if patch is None:
             return False
         self._call("PATCH", patch)
@@ -113,7 +114,8 @@ class NodePublisher:
         return True
 
     def cleanup(self) -> bool:
-        return self.publish({})
+        # No mark either: after the uninstall the Node carries nothing of the detector.
+        return self.publish({}, mark=False)
 
     def dry_run_patch(self, node_name: str, patch: Mapping[str, Any]) -> None:
         """One merge patch of Node ``node_name`` with ``dryRun=All``: admission runs, nothing is
