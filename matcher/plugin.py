@@ -263,6 +263,14 @@ def partitioning(node: NodeView) -> dict[str, str]:
     }
 
 
+def _accelerators_cell(node: NodeView) -> str:
+    """The labels; without any, whether the detector ran there (its annotation) or not."""
+    found = accelerators(node)
+    if found:
+        return _pairs(found)
+    return "<none-found>" if node.detector_ran else "<no-detector>"
+
+
 def _pairs(values: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in values.items()) or "<none>"
 
@@ -294,6 +302,7 @@ def _node_json(report: explain.NodeReport) -> dict[str, Any]:
         "ready": node.ready,
         "schedulable": node.schedulable,
         "accelerators": accelerators(node),
+        "detectorRan": node.detector_ran,
         "partitioning": partitioning(node),
         "serves": [p.ref for p in report.serves],
         "nearMisses": [
@@ -319,7 +328,7 @@ def print_nodes(
     rows = [header] if headers else []
     for report in reports:
         node = report.node
-        row = [node.name, node_state(node), _pairs(accelerators(node)), str(len(report.serves))]
+        row = [node.name, node_state(node), _accelerators_cell(node), str(len(report.serves))]
         if fmt == "wide":
             row += [_pairs(partitioning(node)), _serves_cell(report.serves), _near_cell(report)]
         rows.append(row)

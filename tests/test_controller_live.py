@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from detector.labels import OWNED_LABELS_ANNOTATION
 from matcher.controller.leader import micro_time
 from tests.controller_support import (
     GROUP,
@@ -493,3 +494,47 @@ def _retry(call: Any, attempts: int = 50) -> Any:
         except Exception:  # the faults are the point
             continue
     return call()
+
+
+def test_without_accelerator_labels_the_message_follows_the_detector_marks(kube, apis):
+    """No node has any accelerator label: the NotAvailable message counts the nodes the detector
+    ran on (its annotation, empty) and did not; a node getting the mark or joining rewrites it,
+    a heartbeat does not."""
+    core, custom = apis
+    for name in ("plain-0", "plain-1"):
+        create_node(core, node_obj(name, gpus=0))
+    create_cluster_profile(custom, cluster_profile("mi300x-1", "MI300X", 1))
+    c = start_controller(kube)
+    try:
+
+        def message() -> str:
+            conditions = cluster_status(custom, "mi300x-1").get("conditions") or [{}]
+            return str(conditions[0].get("message", ""))
+
+        wait_for(lambda: "ran on 0 of 2 nodes: none carries" in message(), what="0 of 2")
+        core.patch_node("plain-0", {"metadata": {"annotations": {OWNED_LABELS_ANNOTATION: ""}}})
+        wait_for(lambda: "ran on 1 of 2 nodes and found no" in message(), what="1 of 2")
+        assert "1 node carries no annotation" in message()
+        create_node(core, node_obj("plain-2", gpus=0))
+        wait_for(lambda: "ran on 1 of 3 nodes" in message(), what="1 of 3")
+        kube.server.requests.clear()
+        for i in range(20):
+            core.patch_node_status(
+                f"plain-{i % 3}",
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": "Ready",
+                                "status": "True",
+                                "lastHeartbeatTime": f"2026-01-01T00:00:{i:02d}Z",
+                            }
+                        ]
+                    }
+                },
+            )
+        core.patch_node("plain-1", {"metadata": {"annotations": {OWNED_LABELS_ANNOTATION: ""}}})
+        wait_for(lambda: "ran on 2 of 3 nodes" in message(), what="2 of 3 (barrier)")
+        assert writes_at_least(kube.server, 1) == 1
+    finally:
+        c.stop()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from benchmarks.realistic import realistic_nodes
+from detector.labels import OWNED_LABELS_ANNOTATION
 from matcher.controller.informer import JsonCodec
 from matcher.controller.nodecodec import NodeCodec
 from matcher.core.nodes import AllocatableMissing, NodeView, node_view
@@ -31,7 +32,35 @@ def test_realistic_nodes_decode_as_json_loads_and_node_view_do():
     assert fast == slow
     assert (fast.resource_version, fast.continue_token) == ("4711", "abc")
     assert any(view.labels for _, view in fast.items if isinstance(view, NodeView))
+    assert all(view.detector_ran for _, view in fast.items if isinstance(view, NodeView))
     for node in nodes[:5]:
+        line = json.dumps({"type": "MODIFIED", "object": node}).encode()
+        assert NodeCodec().event(line) == JSON.event(line)
+
+
+def test_the_detector_mark_is_read_alone_among_the_annotations():
+    """The detector's annotation, listing labels or empty (it ran and found nothing), sets
+    detector_ran; other annotations, or none, do not. Both decoders agree on each."""
+    other = {"node.alpha.kubernetes.io/ttl": "0", "nfd.node.kubernetes.io/feature-labels": "x"}
+    cases = {
+        "listing": {**other, OWNED_LABELS_ANNOTATION: MI300X},
+        "empty": {**other, OWNED_LABELS_ANNOTATION: ""},
+        "alone": {OWNED_LABELS_ANNOTATION: ""},
+        "others": other,
+        "none": None,
+    }
+    nodes = []
+    for name, marks in cases.items():
+        node = node_obj(name)
+        if marks is not None:
+            node["metadata"]["annotations"] = marks
+        nodes.append(node)
+    raw = _list(nodes)
+    fast, slow = NodeCodec().page(raw), JSON.page(raw)
+    assert fast == slow
+    ran = {name: view.detector_ran for name, view in fast.items if isinstance(view, NodeView)}
+    assert ran == {"listing": True, "empty": True, "alone": True, "others": False, "none": False}
+    for node in nodes:
         line = json.dumps({"type": "MODIFIED", "object": node}).encode()
         assert NodeCodec().event(line) == JSON.event(line)
 

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from detector.labels import LABEL_PREFIX, accelerator_label_key, partition_label_key
+from detector.labels import (
+    LABEL_PREFIX,
+    OWNED_LABELS_ANNOTATION,
+    accelerator_label_key,
+    partition_label_key,
+)
 from matcher.api.models import Phase, parse_profile
 from matcher.core.cluster import ClusterIndex
 from matcher.core.config import ConfigError, MatcherConfig
@@ -426,20 +431,72 @@ def test_a_node_joining_with_a_known_model_leaves_no_label_messages_alone():
     assert before == after
 
 
-def test_no_detector_labels_at_all_names_the_detector_and_what_it_finds():
-    """No accelerator label anywhere: the message names the program (aim-detector), says that
-    it writes nothing where it finds no AMD hardware (so 'no label' is not always 'not
-    running'), and how to see what it finds; it stays the same while nodes come and go."""
+def _marked(name: str) -> dict[str, Any]:
+    """A node where aim-detector ran and found nothing: its annotation, empty."""
+    node = node_obj(name)
+    node["metadata"]["annotations"] = {OWNED_LABELS_ANNOTATION: ""}
+    return node
+
+
+def test_no_detector_labels_at_all_counts_where_the_detector_ran_and_found_nothing():
+    """No accelerator label anywhere: the message names the program (aim-detector) and tells
+    "ran, found nothing" (its annotation is on the node, empty) from "did not run" (no
+    annotation), with how to see what it finds on a node."""
     p = profile(GPU1)
-    status = evaluate(p, cluster_of(node_obj("plain")), DEFAULT, NOW)
-    message = hw_condition(status).message
-    assert message == (
-        f"No node has label {MI300X}; no node has any {LABEL_PREFIX}* label: aim-detector "
-        "has labelled no node (is it running? It writes no label where it finds no AMD GPU or "
-        "EPYC CPU; aim-detector --once --dry-run on a node shows what it finds there)"
+    dry_run = "aim-detector --once --dry-run on a node shows what it finds there"
+    head = f"No node has label {MI300X}; no node has any {LABEL_PREFIX}* label: aim-detector"
+
+    def message(*nodes: dict[str, Any]) -> str:
+        return str(hw_condition(evaluate(p, cluster_of(*nodes), DEFAULT, NOW)).message)
+
+    assert message(node_obj("plain")) == (
+        f"{head} ran on 0 of 1 node: none carries its annotation {OWNED_LABELS_ANNOTATION} "
+        f"(is the aim-detector DaemonSet running? {dry_run})"
     )
-    more = evaluate(p, cluster_of(node_obj("plain"), node_obj("other")), DEFAULT, NOW)
-    assert hw_condition(more).message == message
+    assert message(_marked("a"), _marked("b")) == (
+        f"{head} ran on 2 of 2 nodes and found no AMD GPU or EPYC CPU there ({dry_run})"
+    )
+    assert message(_marked("a"), _marked("b"), _marked("c"), node_obj("d"), node_obj("e")) == (
+        f"{head} ran on 3 of 5 nodes and found no AMD GPU or EPYC CPU there; 2 nodes carry no "
+        f"annotation {OWNED_LABELS_ANNOTATION} (is the aim-detector DaemonSet running on them? "
+        f"{dry_run})"
+    )
+    assert message(_marked("a"), node_obj("d")) == (
+        f"{head} ran on 1 of 2 nodes and found no AMD GPU or EPYC CPU there; 1 node carries no "
+        f"annotation {OWNED_LABELS_ANNOTATION} (is the aim-detector DaemonSet running on it? "
+        f"{dry_run})"
+    )
+    assert message() == f"No node has label {MI300X}; no node has any {LABEL_PREFIX}* label: " + (
+        "the cluster has no node"
+    )
+
+
+def test_no_detector_labels_message_ignores_what_the_counts_do_not_read():
+    """Only the node counts and the marks enter it: a node whose allocatable, readiness or
+    other annotations change (heartbeats, cordons) leaves the message as it was."""
+    p = profile(GPU1)
+    before = evaluate(p, cluster_of(_marked("a"), node_obj("b")), DEFAULT, NOW)
+    busy = _marked("a")
+    busy["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"] = "0"
+    after = evaluate(
+        p,
+        cluster_of(busy, node_obj("b", {}, {"cpu": "64"}, ready=False, unschedulable=True)),
+        DEFAULT,
+        NOW,
+    )
+    assert hw_condition(after).message == hw_condition(before).message
+
+
+def test_the_index_counts_marked_nodes_through_upserts_and_removals():
+    index = ClusterIndex([node_view(_marked("a")), node_view(node_obj("b"))])
+    assert (len(index), index.detector_ran) == (2, 1)
+    assert index.upsert(node_view(_marked("a"))) is False  # same projection: no change
+    assert index.upsert(node_view(_marked("b"))) is True  # the detector reached b
+    assert index.detector_ran == 2
+    index.remove("a")
+    assert (len(index), index.detector_ran) == (1, 1)
+    assert index.upsert(node_view(node_obj("b"))) is True  # cleaned up (uninstall)
+    assert index.detector_ran == 0
 
 
 def test_wrong_case_model_gets_a_hint():

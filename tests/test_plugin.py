@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from detector.labels import partition_label_key
+from detector.labels import OWNED_LABELS_ANNOTATION, partition_label_key
 from tests.conftest import Kube
 from tests.controller_support import (
     MI300X,
@@ -296,13 +296,20 @@ def test_nodes_lists_what_each_node_serves(kube, world):
     assert rows[0] == ["NAME", "STATUS", "ACCELERATORS", "PROFILES"]
     assert rows[1:] == [
         [f"{run}-cordoned", "Ready,SchedulingDisabled", "MI325X=8", "0"],
-        [f"{run}-cpu", "Ready", "<none>", "0"],
+        [f"{run}-cpu", "Ready", "<no-detector>", "0"],
         [f"{run}-cpx", "Ready", "MI300X=8", "1"],
         [f"{run}-whole", "Ready", "MI300X=8", "3"],
     ]
+    # Where the detector ran and found nothing, its mark (an empty annotation) says so.
+    client.CoreV1Api(kube.api_client()).patch_node(
+        f"{run}-cpu", {"metadata": {"annotations": {OWNED_LABELS_ANNOTATION: ""}}}
+    )
+    marked = kubectl_aim(kube, "nodes", "-l", selector, "--no-headers", "-o", "wide")
+    assert marked.stdout.splitlines()[1].split()[:3] == [f"{run}-cpu", "Ready", "<none-found>"]
 
     doc = json.loads(kubectl_aim(kube, "nodes", "-l", selector, "-o", "json").stdout)
     by_name = {n["name"]: n for n in doc["nodes"]}
+    assert [by_name[f"{run}-{k}"]["detectorRan"] for k in ("cpu", "whole")] == [True, False]
     ns = world["ns"]
     assert by_name[f"{run}-whole"]["serves"] == [
         f"aimclusterprofile/{run}-one",

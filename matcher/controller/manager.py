@@ -530,7 +530,15 @@ class Controller:
                 return
             affected = self._index.affected_by_node(old, new)
             present_after = {k for k in toggled if self._cluster.nodes_with_key(k)}
-            if present_before != present_after:
+            # In a cluster without any accelerator label those messages count the nodes and
+            # the ones the detector ran on: a node joining, leaving or getting its mark counts.
+            counted = (old is None) != (new is None) or (
+                old is not None and new is not None and old.detector_ran != new.detector_ran
+            )
+            no_labels = counted and not any(
+                accelerator_id_of(k) is not None for k in self._cluster.label_keys()
+            )
+            if present_before != present_after or no_labels:
                 # A model appeared in or left the cluster: NotAvailable messages of profiles
                 # whose label no node has name the nearest models the cluster has. The writer
                 # skips the ones whose status comes out unchanged (most: see diagnostics).

@@ -1,11 +1,11 @@
 """Node lists and watch events decoded straight into NodeViews, reading only what they keep.
 
 A GPU node is 10-14 KB of JSON (images, managedFields, NFD's labels and annotations,
-nodeInfo); the matcher keeps its name, our labels, allocatable, cordon and readiness. msgspec
-decodes the fields declared below into small typed structs and skips everything else in C,
-without building the dicts and lists ``json.loads`` would make for them: 0.27 s instead of
-1.15 s for a list of 5,000 realistic nodes (benchmarks/bench_controller.py prints both), and a
-fraction of the transient memory.
+nodeInfo); the matcher keeps its name, our labels, allocatable, cordon, readiness and whether
+the detector's annotation is there. msgspec decodes the fields declared below into small typed
+structs and skips everything else in C, without building the dicts and lists ``json.loads``
+would make for them: 0.27 s instead of 1.15 s for a list of 5,000 realistic nodes
+(benchmarks/bench_controller.py prints both), and a fraction of the transient memory.
 
 Anything that does not fit these types (a watch ERROR event, whose object is a Status; a node
 with a value of an unexpected type, which only a test server would store) is decoded again by
@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import msgspec
 
+from detector.labels import OWNED_LABELS_ANNOTATION
 from matcher.controller.informer import JsonCodec, Page, WatchEvent
 from matcher.core.nodes import NodeView, node_view, node_view_of
+
+
+class _Annotations(msgspec.Struct):
+    """Only the detector's mark: the other annotations (often the bulk of a Node's metadata)
+    are skipped unread."""
+
+    detector: str | None = msgspec.field(default=None, name=OWNED_LABELS_ANNOTATION)
 
 
 class _Meta(msgspec.Struct):
     name: str = ""
     resourceVersion: str = ""
     labels: dict[str, str] | None = None
+    annotations: _Annotations | None = None
 
 
 class _Condition(msgspec.Struct):
@@ -77,6 +86,7 @@ def _view(node: _Node) -> NodeView | ValueError:
             unschedulable=node.spec.unschedulable is True,
             allocatable=status.allocatable,
             ready=any(c.type == "Ready" and c.status == "True" for c in status.conditions or ()),
+            detector_ran=meta.annotations is not None and meta.annotations.detector is not None,
         )
     except ValueError as exc:
         return exc

@@ -23,6 +23,7 @@ class ClusterIndex:
         self._by_key: dict[str, dict[str, NodeView]] = {}
         self._by_resource: dict[str, dict[str, NodeView]] = {}
         self._memo: dict[Hashable, object] = {}
+        self._detector_ran = 0
         for node in nodes:
             self.upsert(node)
 
@@ -34,6 +35,7 @@ class ClusterIndex:
         if old is not None:
             self._unindex(old)
         self._nodes[node.name] = node
+        self._detector_ran += node.detector_ran
         for key in node.labels:
             self._by_key.setdefault(key, {})[node.name] = node
         for resource, amount in node.allocatable.items():
@@ -50,6 +52,7 @@ class ClusterIndex:
         return old
 
     def _unindex(self, node: NodeView) -> None:
+        self._detector_ran -= node.detector_ran
         for index, keys in ((self._by_key, node.labels), (self._by_resource, node.allocatable)):
             for key in keys:
                 bucket = index.get(key)
@@ -76,6 +79,11 @@ class ClusterIndex:
     def nodes_with_resource(self, resource: str) -> Collection[NodeView]:
         """Nodes whose allocatable has more than zero of ``resource``."""
         return self._by_resource.get(resource, {}).values()
+
+    @property
+    def detector_ran(self) -> int:
+        """How many nodes carry the detector's mark (it published there, maybe nothing)."""
+        return self._detector_ran
 
     def label_keys(self) -> set[str]:
         return set(self._by_key)

@@ -3,7 +3,10 @@
 Messages only depend on the inputs (sorted, no timestamps), so an unchanged world gives an
 identical status and the controller writes nothing. They also avoid what changes with
 unrelated churn: no node counts in the NotAvailable message of a label no node has, and only
-the few models nearest to the wanted one (``nearest_models``), not the whole inventory.
+the few models nearest to the wanted one (``nearest_models``), not the whole inventory. The
+one exception is a cluster without any accelerator label (``no_detector_labels``): there the
+counts of nodes the detector did and did not run on are the diagnosis, and they change only
+when a node joins, leaves or is first reached by the detector, never with a heartbeat.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fractions import Fraction
 
-from detector.labels import LABEL_PREFIX, accelerator_id_of
+from detector.labels import LABEL_PREFIX, OWNED_LABELS_ANNOTATION, accelerator_id_of
 from matcher.core.affinity import DEFAULT_SCHEME_KEY, scheme_of
 from matcher.core.cluster import ClusterIndex
 from matcher.core.matching import MatchResult
@@ -148,6 +151,33 @@ def nearest_models(cluster: ClusterIndex, label_key: str, limit: int = NEAREST_M
     return cluster.memo(("nearest-models", label_key, limit), compute)
 
 
+_DRY_RUN = "aim-detector --once --dry-run on a node shows what it finds there"
+
+
+def no_detector_labels(cluster: ClusterIndex) -> str:
+    """Why no node has any accelerator label: the detector found nothing where it ran (its
+    ownership annotation is there, empty), and where it did not run (no annotation)."""
+    total, ran = len(cluster), cluster.detector_ran
+    text = f"no node has any {LABEL_PREFIX}* label"
+    if total == 0:
+        return f"{text}: the cluster has no node"
+    text += f": aim-detector ran on {ran} of {_plural(total, 'node')}"
+    if ran == total:
+        return f"{text} and found no AMD GPU or EPYC CPU there ({_DRY_RUN})"
+    if ran == 0:
+        return (
+            f"{text}: none carries its annotation {OWNED_LABELS_ANNOTATION} (is the aim-detector "
+            f"DaemonSet running? {_DRY_RUN})"
+        )
+    missing = total - ran
+    carry, them = ("carries", "it") if missing == 1 else ("carry", "them")
+    return (
+        f"{text} and found no AMD GPU or EPYC CPU there; {_plural(missing, 'node')} {carry} no "
+        f"annotation {OWNED_LABELS_ANNOTATION} (is the aim-detector DaemonSet running on {them}? "
+        f"{_DRY_RUN})"
+    )
+
+
 def _case_hint(cluster: ClusterIndex, label_key: str) -> str:
     wanted = label_key.lower()
     for key in sorted(cluster.label_keys()):
@@ -172,12 +202,7 @@ def not_available_message(
         models = nearest_models(cluster, result.label_key)
         hint = _case_hint(cluster, result.label_key)
         if not models:
-            return (
-                f"No node has label {result.label_key}{hint}; no node has any {LABEL_PREFIX}* "
-                "label: aim-detector has labelled no node (is it running? It writes no label "
-                "where it finds no AMD GPU or EPYC CPU; aim-detector --once --dry-run on a node "
-                "shows what it finds there)"
-            )
+            return f"No node has label {result.label_key}{hint}; {no_detector_labels(cluster)}"
         return (
             f"No node has label {result.label_key}{hint}; nearest accelerator models in the "
             f"cluster: {', '.join(models)}"

@@ -1,8 +1,9 @@
 """The part of a Node the matcher looks at, as plain immutable data.
 
 Kubelets update Node status every few seconds; keeping only our labels, the allocatable
-capacity and the two eligibility flags lets the controller ignore the updates that change
-nothing a profile depends on (``ClusterIndex.upsert`` returns False for them).
+capacity, the two eligibility flags and whether the detector's mark is there lets the
+controller ignore the updates that change nothing a profile depends on (``ClusterIndex.upsert``
+returns False for them).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from detector.labels import LABEL_PREFIX
+from detector.labels import LABEL_PREFIX, OWNED_LABELS_ANNOTATION
 from matcher.core.quantity import QuantityError, parse_quantity
 
 NANOS_PER_UNIT = 10**9
@@ -39,6 +40,9 @@ class NodeView:
     """False when cordoned (``spec.unschedulable: true``)."""
     ready: bool = True
     """The ``Ready`` condition is ``True``."""
+    detector_ran: bool = False
+    """The detector's ownership annotation (``OWNED_LABELS_ANNOTATION``) is on the node: the
+    detector published here, even if it found nothing (the annotation is empty then)."""
     nanos: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
     """``allocatable`` in integer nano-units (derived): int comparisons are ~50x faster than
     Fraction ones, and exact, since Kubernetes rounds every quantity to a whole nano-unit."""
@@ -88,6 +92,8 @@ def node_view(obj: Mapping[str, Any]) -> NodeView:
             else _mapping(status, "allocatable", "status.")
         ),
         ready=ready,
+        detector_ran=_mapping(metadata, "annotations", "metadata.").get(OWNED_LABELS_ANNOTATION)
+        is not None,
     )
 
 
@@ -106,6 +112,7 @@ def node_view_of(
     unschedulable: bool,
     allocatable: Mapping[str, Any] | None,
     ready: bool,
+    detector_ran: bool,
 ) -> NodeView:
     """A NodeView from the fields a decoder picked out of a Node (``node_view`` reads them from
     a dict; the controller decodes them straight from the API's JSON). Label keys and values
@@ -127,6 +134,7 @@ def node_view_of(
         allocatable=parsed,
         schedulable=not unschedulable,
         ready=ready,
+        detector_ran=detector_ran,
         nanos=nanos,
     )
 
