@@ -21,6 +21,9 @@ from typing import Any
 import psutil
 import yaml
 
+from detector.labels import OWNED_LABELS_ANNOTATION
+from detector.reconcile import annotation_value
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 OUT = ROOT / "out"
@@ -44,7 +47,8 @@ def detect_labels() -> dict[str, str]:
 
 
 def this_host_as_node(labels: dict[str, str]) -> dict[str, Any]:
-    """A Node as the API server would hold it for this machine."""
+    """A Node as the API server would hold it for this machine once the detector published:
+    its labels and its annotation (empty where it found nothing: the mark that it ran)."""
     cpus = len(os.sched_getaffinity(0))
     memory_ki = psutil.virtual_memory().total // 1024
     return {
@@ -53,6 +57,7 @@ def this_host_as_node(labels: dict[str, str]) -> dict[str, Any]:
         "metadata": {
             "name": socket.gethostname().split(".")[0].lower() or "this-host",
             "labels": {"kubernetes.io/os": "linux", **labels},
+            "annotations": {OWNED_LABELS_ANNOTATION: annotation_value(labels)},
         },
         "status": {
             "capacity": {"cpu": str(cpus), "memory": f"{memory_ki}Ki"},
