@@ -239,7 +239,7 @@ class Agent:
         if self.publisher is None:
             return self._finish(CycleReport(decision, readings, errors))
         try:
-            wrote = self.publisher.publish(decision.labels)
+            wrote = self.publisher.publish(decision.labels, complete=not errors)
         except PublishError as err:
             self.metrics.label_writes.labels("error").inc()
             self._publish_failed("publish failed", err)

@@ -227,7 +227,7 @@ def node_patch(
     annotations: Mapping[str, str] | None,
     desired: Mapping[str, str],
     *,
-    mark: bool = True,
+    mark: bool | None = True,
 ) -> dict[str, dict[str, dict[str, str | None]]] | None:
     """The JSON merge patch (RFC 7386) taking a Node from its current metadata to ``desired``.
 
@@ -237,9 +237,11 @@ def node_patch(
     annotation. With ``mark`` (every publish) the annotation stays even when nothing is owned,
     with an empty value: the detector's mark that it ran on this Node and found nothing, which
     the matcher reports (a Node without it has never seen the detector). Without ``mark`` (the
-    uninstall cleanup) an empty annotation is deleted. Keys of anybody else never appear in it,
-    and a merge patch leaves unnamed keys alone, so other writers' labels are safe without
-    optimistic locking. Returns None when the Node already matches: no write is needed.
+    uninstall cleanup) an empty annotation is deleted. With ``mark=None`` (a cycle in which a
+    probe failed) an empty annotation is left as it is, present or absent. Keys of anybody
+    else never appear in the patch, and a merge patch leaves unnamed keys alone, so other
+    writers' labels are safe without optimistic locking. Returns None when the Node already
+    matches: no write is needed.
     """
     labels = labels or {}
     annotations = annotations or {}
@@ -252,7 +254,13 @@ def node_patch(
     for key in sorted(set(annotation_keys(annotations)) - desired.keys()):
         if key in labels:
             label_changes[key] = None
-    wanted_annotation = annotation_value(desired) if mark else annotation_value(desired) or None
+    owned = annotation_value(desired)
+    if owned or mark:
+        wanted_annotation: str | None = owned
+    elif mark is None:
+        wanted_annotation = annotations.get(OWNED_LABELS_ANNOTATION)
+    else:
+        wanted_annotation = None
     patch: dict[str, dict[str, dict[str, str | None]]] = {}
     if label_changes:
         patch.setdefault("metadata", {})["labels"] = label_changes

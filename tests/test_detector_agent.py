@@ -487,3 +487,33 @@ def test_amdsmi_disagreement_is_counted_and_sysfs_answers(tmp_path, gpu_trees, m
         assert sample(agent, "aim_detector_gpu_backend", backend="sysfs", reason=reason) is None
     finally:
         amdsmi_gpu.reset()
+
+
+@pytest.mark.cluster
+def test_a_failed_probe_never_marks_a_node_as_searched_and_found_nothing(kube, node, tmp_path):
+    """The empty ownership annotation says "ran and found nothing", which the matcher reports.
+    A cycle in which a probe failed does not know that: it neither adds the mark nor removes
+    one that a complete cycle wrote before."""
+    api, name = node
+    intel = HostRoots.from_host_root(build_host(tmp_path, "intel-xeon"))
+    real = host_probes(intel, "sysfs")
+    gpu_works = False
+
+    def gpu() -> Reading:
+        if not gpu_works:
+            raise ProbeError(GPU_SOURCE, "amdsmi_init failed")
+        return real[GPU_SOURCE]()
+
+    agent = Agent({GPU_SOURCE: gpu, CPU_SOURCE: real[CPU_SOURCE]}, NodePublisher(api, name))
+    report = agent.run_cycle()
+    assert GPU_SOURCE in report.errors
+    assert not report.wrote
+    assert OWNED_LABELS_ANNOTATION not in node_labels(kube, name)[1]
+
+    gpu_works = True
+    assert agent.run_cycle().wrote
+    assert node_labels(kube, name)[1][OWNED_LABELS_ANNOTATION] == ""
+
+    gpu_works = False
+    assert not agent.run_cycle().wrote
+    assert node_labels(kube, name)[1][OWNED_LABELS_ANNOTATION] == ""

@@ -348,3 +348,16 @@ def test_published_labels_are_the_annotated_keys_still_on_the_node():
     labels = {MI300X: "8", ZEN4: "192", MI325X: "4", FOREIGN: "n1"}
     assert published_labels(labels, owned(MI300X, ZEN4, SPX)) == {MI300X: "8", ZEN4: "192"}
     assert published_labels(labels, None) == {}
+
+
+def test_a_cycle_with_a_failed_probe_leaves_the_mark_as_it_is():
+    """mark=None: nothing owned and nothing known; an absent mark stays absent, an empty one
+    stays, and owned labels are written as ever."""
+    assert node_patch({FOREIGN: "n1"}, {}, {}, mark=None) is None
+    assert node_patch({FOREIGN: "n1"}, {OWNED_LABELS_ANNOTATION: ""}, {}, mark=None) is None
+    assert node_patch({}, {}, {MI300X: "8"}, mark=None) == {
+        "metadata": {
+            "labels": {MI300X: "8"},
+            "annotations": {OWNED_LABELS_ANNOTATION: MI300X},
+        }
+    }

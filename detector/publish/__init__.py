@@ -22,8 +22,10 @@ class Publisher(Protocol):
         """The labels a previous run published and that are still in place (restart state)."""
         ...
 
-    def publish(self, labels: Mapping[str, str]) -> bool:
-        """Make the published labels exactly ``labels``; True when something was written."""
+    def publish(self, labels: Mapping[str, str], *, complete: bool = True) -> bool:
+        """Make the published labels exactly ``labels``; True when something was written.
+        ``complete`` is False when a probe failed this cycle: ``labels`` are then the last
+        good ones, and an empty set must not be published as "found nothing"."""
         ...
 
     def cleanup(self) -> bool:

@@ -101,8 +101,13 @@ class NodePublisher:
         metadata = self._get_metadata()
         return published_labels(metadata.get("labels"), metadata.get("annotations"))
 
-    def publish(self, labels: Mapping[str, str], *, mark: bool = True) -> bool:
+    def publish(
+        self, labels: Mapping[str, str], *, complete: bool = True, mark: bool | None = True
+    ) -> bool:
         metadata = self._get_metadata()
+        # After a failed probe the mark is neither added nor removed: "ran and found nothing"
+        # is not known, and a mark written earlier is still true.
+        mark = mark if complete else None
         patch = node_patch(metadata.get("labels"), metadata.get("annotations"), labels, mark=mark)
         if patch is None:
             return False
