@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +24,18 @@ LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 WHOLE_SECOND = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
 
 
-def _elector(kube: Any, name: str, identity: str, **settings: Any) -> LeaderElector:
+def _elector(
+    kube: Any,
+    name: str,
+    identity: str,
+    on_stopped_leading: Callable[[], None] | None = None,
+    **settings: Any,
+) -> LeaderElector:
     timings = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.2, **settings}
     return LeaderElector(
         connect(kube.kubeconfig),
         LeaderSettings(name=name, namespace="default", identity=identity, **timings),
+        on_stopped_leading=on_stopped_leading,
     )
 
 
@@ -75,18 +83,7 @@ def test_a_lease_deleted_by_hand_never_makes_two_leaders(kube):
     the follower may create it at once, and both write until the old leader's next renew.)"""
     name = kube.unique("lease")
     stops: list[float] = []
-    a = LeaderElector(
-        connect(kube.kubeconfig),
-        LeaderSettings(
-            name=name,
-            namespace="default",
-            identity="matcher-a",
-            lease_duration=2.0,
-            renew_deadline=1.5,
-            retry_period=0.2,
-        ),
-        on_stopped_leading=lambda: stops.append(time.monotonic()),
-    )
+    a = _elector(kube, name, "matcher-a", on_stopped_leading=lambda: stops.append(time.monotonic()))
     a.start()
     wait_for(a.is_leader, what="a leads")
     b = _elector(kube, name, "matcher-b")
@@ -113,18 +110,7 @@ def test_a_lease_deleted_by_hand_never_makes_two_leaders(kube):
 def test_a_deleted_lease_whose_leader_is_gone_is_taken_after_its_duration(kube):
     name = kube.unique("lease")
     stops: list[float] = []
-    a = LeaderElector(
-        connect(kube.kubeconfig),
-        LeaderSettings(
-            name=name,
-            namespace="default",
-            identity="matcher-a",
-            lease_duration=2.0,
-            renew_deadline=1.5,
-            retry_period=0.2,
-        ),
-        on_stopped_leading=lambda: stops.append(time.monotonic()),
-    )
+    a = _elector(kube, name, "matcher-a", on_stopped_leading=lambda: stops.append(time.monotonic()))
     a.start()
     wait_for(a.is_leader, what="a leads")
     b = _elector(kube, name, "matcher-b")
