@@ -60,6 +60,7 @@ tools:
 	tools/build.sh promtool
 	tools/build.sh prometheus-operator
 	tools/build.sh cert-manager
+	tools/build.sh latency-proxy
 
 manifests: .venv/.synced tools
 	$(PY) -m scripts.validate_manifests
@@ -76,9 +77,10 @@ pytest: .venv/.synced tools
 # Every benchmark, printing its figures. Bytecode compiled first and none written while they
 # run, as in the image (Dockerfile: UV_COMPILE_BYTECODE=1 at build, PYTHONDONTWRITEBYTECODE=1
 # at run time), so no start-up figure includes compiling. BENCH= picks some: BENCH="matching
-# churn". The larger sizes are each module's --full (docs/benchmarks.md).
+# churn". The larger sizes are each module's --full (docs/benchmarks.md). controller_real runs
+# kube-apiserver and etcd behind tools/latency-proxy (all three built by make tools).
 BENCH ?=
-bench: .venv/.synced
+bench: .venv/.synced tools
 	$(UV) sync --frozen --quiet --compile-bytecode
 	$(PY) -m compileall -q -j0 aimkit detector matcher benchmarks tests >/dev/null
 	PYTHONDONTWRITEBYTECODE=1 $(PY) -m benchmarks $(BENCH)

@@ -12,7 +12,8 @@ import sys
 import time
 
 #: In the order a reader meets the components: detector, the agents' processes and server, API
-#: server, matcher core, offline check, kubectl aim, controller, the controller under churn.
+#: server, matcher core, offline check, kubectl aim, controller (on the test server, then on
+#: kube-apiserver), the controller under churn, the admission webhook.
 BENCHMARKS = (
     "probe",
     "detector_loop",
@@ -23,6 +24,7 @@ BENCHMARKS = (
     "offline",
     "plugin",
     "controller",
+    "controller_real",
     "churn",
     "admission",
 )

@@ -52,7 +52,7 @@ from typing import Any
 import psutil
 from kubernetes import client, config
 
-from aimkit.kube import MERGE_PATCH, connect
+from aimkit.kube import MERGE_PATCH, KubeClient, connect
 from benchmarks.matcher_process import free_port, metric, percentile, ready
 from benchmarks.realistic import realistic_nodes, realistic_profiles
 from detector.labels import accelerator_label_key
@@ -139,6 +139,23 @@ def _settled(srv: ApiServer, port: int, quiet: float = 1.0, timeout: float = 60)
 def _floor(srv: ApiServer, kubeconfig: Path, profiles: list[dict[str, Any]], workers: int) -> float:
     """List + decode + PATCHes, each as fast as this machine does it (see the docstring)."""
     api = connect(kubeconfig, pool_size=workers + 2)
+    pages, listed = list_pages(api)
+    views, decoded, json_decode = decode_pages(pages)
+    del pages
+    bodies = floor_statuses(profiles, views)
+    for copy, _status in bodies:
+        srv.seed(copy)
+    patched = patch_statuses(api, bodies, workers)
+    api.close()
+    total = listed + decoded + patched
+    print(f"floor: {total:.2f}s = list {listed:.2f}s ({len(views)} nodes over HTTP) + decode "
+          f"{decoded:.2f}s (nodecodec; json.loads + node_view: {json_decode:.2f}s) + "
+          f"{len(bodies)} status PATCHes {patched:.2f}s ({workers} at once)")  # fmt: skip
+    return total
+
+
+def list_pages(api: KubeClient) -> tuple[list[bytes], float]:
+    """The raw pages of a paged node list, and how long it took."""
     t0 = time.perf_counter()
     pages, token = [], None
     while True:
@@ -152,45 +169,58 @@ def _floor(srv: ApiServer, kubeconfig: Path, profiles: list[dict[str, Any]], wor
         token = found.group(1).decode() if found else None
         if not token:
             break
-    listed = time.perf_counter() - t0
+    return pages, time.perf_counter() - t0
+
+
+def decode_pages(pages: list[bytes], plain: bool = True) -> tuple[list[Any], float, float]:
+    """The node views of the pages by the fastest decoder (nodecodec), its time, and (unless
+    ``plain`` is false) the time of the plain one (json.loads + node_view) for comparison."""
     t0 = time.perf_counter()
     codec = NodeCodec()
     views = [v for raw in pages for _, v in codec.page(raw).items if not isinstance(v, Exception)]
     decoded = time.perf_counter() - t0
+    if not plain:
+        return views, decoded, 0.0
     json_codec: JsonCodec[Any] = JsonCodec(node_view)
     t0 = time.perf_counter()
     for raw in pages:
         json_codec.page(raw)
-    json_decode = time.perf_counter() - t0
-    del pages
+    return views, decoded, time.perf_counter() - t0
 
-    # The statuses the matcher will write, computed offline, sent to copies of the profiles.
+
+def floor_statuses(
+    profiles: list[dict[str, Any]], views: list[Any]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """A copy of each profile named ``floor-<name>`` (labelled ``bench=floor``), and the status
+    the matcher will write to it, computed offline."""
     cluster = ClusterIndex(views)
     now = datetime.now(UTC)
-    bodies = []
+    out = []
     for obj in profiles:
         copy = json.loads(json.dumps(obj))
         copy["metadata"]["name"] = "floor-" + obj["metadata"]["name"]
-        srv.seed(copy)
+        copy["metadata"].setdefault("labels", {})["bench"] = "floor"
         status = evaluate(parse_profile(copy), cluster, MatcherConfig(), now).to_dict()
-        bodies.append((_path(copy), {"status": status}))
+        out.append((copy, {"status": status}))
+    return out
 
-    def patch(item: tuple[str, dict[str, Any]]) -> None:
-        api.request("PATCH", item[0] + "/status", body=item[1], content_type=MERGE_PATCH)
+
+def patch_statuses(
+    api: KubeClient, bodies: list[tuple[dict[str, Any], dict[str, Any]]], workers: int
+) -> float:
+    """One status PATCH per copy, ``workers`` at once; how long they took."""
+
+    def patch(item: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        api.request("PATCH", profile_path(item[0]) + "/status", body=item[1],
+                    content_type=MERGE_PATCH)  # fmt: skip
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(patch, bodies))
-    patched = time.perf_counter() - t0
-    api.close()
-    total = listed + decoded + patched
-    print(f"floor: {total:.2f}s = list {listed:.2f}s ({len(views)} nodes over HTTP) + decode "
-          f"{decoded:.2f}s (nodecodec; json.loads + node_view: {json_decode:.2f}s) + "
-          f"{len(bodies)} status PATCHes {patched:.2f}s ({workers} at once)")  # fmt: skip
-    return total
+    return time.perf_counter() - t0
 
 
-def _path(obj: dict[str, Any]) -> str:
+def profile_path(obj: dict[str, Any]) -> str:
     meta = obj["metadata"]
     plural = "aimprofiles" if obj["kind"] == "AIMProfile" else "aimclusterprofiles"
     scope = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""

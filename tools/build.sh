@@ -12,6 +12,8 @@
 #                            PodMonitor CRDs, copied out of tools/prometheus-operator's module)
 #   tools/build.sh cert-manager -> .tools/cert-manager-crds/ (the Issuer and Certificate CRDs,
 #                            copied out of tools/cert-manager's module)
+#   tools/build.sh latency-proxy -> latency-proxy (tools/latency-proxy, our own, standard library
+#                            only: the write delay benchmarks put in front of kube-apiserver)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -115,5 +117,10 @@ case "${1:-}" in
     fi
     ln -sfn "cert-manager-$v" .tools/cert-manager-crds
     ;;
-  *) echo "usage: $0 k8s|etcd|helm|promtool|prometheus-operator|cert-manager" >&2; exit 2 ;;
+  latency-proxy)
+    # Our own source: its version is its content, so an edit builds anew.
+    v=$(cat tools/latency-proxy/go.mod tools/latency-proxy/*.go | sha256sum | cut -c1-12)
+    build latency-proxy "$v" "-s -w" .=latency-proxy
+    ;;
+  *) echo "usage: $0 k8s|etcd|helm|promtool|prometheus-operator|cert-manager|latency-proxy" >&2; exit 2 ;;
 esac
