@@ -569,8 +569,10 @@ class Controller:
         with self._lock:
             self._profiles[cached.key] = cached
             self._index.put(cached.key, profile_deps(cached, self._config))
-        self.reconciler.observed(cached)
-        self.queue.add(cached.key)
+        # Our own status write coming back through the watch: evaluating it again would find
+        # the status it already has (a node or config change since then queued it anyway).
+        if not self.reconciler.observed(cached):
+            self.queue.add(cached.key)
 
     def _profile_updated(self, key: str, _old: CachedProfile, new: CachedProfile) -> None:
         self._profile_changed(key, new)

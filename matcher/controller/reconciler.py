@@ -244,14 +244,18 @@ class Reconciler:
         self._lock = threading.Lock()
         self._written: dict[ProfileKey, _Written] = {}
 
-    def observed(self, cached: CachedProfile) -> None:
-        """The watch delivered ``cached``: forget our note once the cache has caught up."""
+    def observed(self, cached: CachedProfile) -> bool:
+        """The watch delivered ``cached``: forget our note once the cache has caught up. True
+        when ``cached`` is exactly the object our last status write stored: nothing about it
+        needs evaluating again (whatever changed since that evaluation queued it anew)."""
         with self._lock:
             written = self._written.get(cached.key)
-            if written is not None and not _older(
-                cached.resource_version, written.resource_version
-            ):
-                del self._written[cached.key]
+            if written is None or _older(cached.resource_version, written.resource_version):
+                return False
+            del self._written[cached.key]
+            return bool(written.resource_version) and (
+                cached.resource_version == written.resource_version
+            )
 
     def forget(self, key: ProfileKey) -> None:
         with self._lock:
