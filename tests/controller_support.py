@@ -4,6 +4,8 @@ polling with deadlines, and counting status writes in the test API server's requ
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -184,3 +186,12 @@ def writes_at_least(server: Any, n: int, timeout: float = 5.0, **match: Any) -> 
     return int(
         wait_for(lambda: (c := status_writes(server, **match)) >= n and c, timeout, f"{n} writes")
     )
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET to the controller's health server (an error status too)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from matcher.controller.app import build_parser, settings_from_args
 from matcher.controller.manager import Controller, ControllerSettings
 from tests.apiserver import ApiServer
 from tests.apiserver.kubeconfig import write_kubeconfig
-from tests.controller_support import FAST_INFORMER, start_controller, wait_for
+from tests.controller_support import FAST_INFORMER, http_get, start_controller, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -122,14 +120,6 @@ def test_help_lists_the_operational_flags(capsys):
 # --- start-up, missing CRDs, an unreachable API server ---------------------------------------
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_health_listens_on_loopback_by_default_outside_a_pod(kube, monkeypatch):
     monkeypatch.delenv("POD_IP", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
@@ -160,7 +150,7 @@ def test_missing_crds_are_said_once_and_picked_up_once_installed(tmp_path, caplo
                 lambda: srv.requests.count(path_contains="aimclusterprofiles") >= 5,
                 what="several failed lists",
             )
-            status, body = _get(readyz)
+            status, body = http_get(readyz)
             assert status == 503
             assert "[-]caches failed: caches not synced: " in body
             assert "is not served by the API server: install the CRDs (kubectl apply -k" in body
@@ -175,7 +165,7 @@ def test_missing_crds_are_said_once_and_picked_up_once_installed(tmp_path, caplo
             ], "once per collection, not once per retry"
             srv.load_crd(REPO / "daemonset" / "crds")
             assert controller.wait_synced(10)
-            assert _get(readyz) == (200, "ok\n")
+            assert http_get(readyz) == (200, "ok\n")
         finally:
             controller.stop()
 

@@ -9,8 +9,6 @@ never end. The same restart on a real kube-apiserver is in test_controller_resta
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -28,6 +26,7 @@ from tests.controller_support import (
     create_cluster_profile,
     create_node,
     gpu_labels,
+    http_get,
     node_obj,
     phase,
     start_controller,
@@ -64,14 +63,6 @@ def world(apis):
             fits = model != "MI355X" and count <= 8
             expected[name] = "Ready" if fits else "NotAvailable"
     return expected
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def _metric(controller: Any, name: str, **labels: str) -> float:
@@ -270,7 +261,7 @@ def test_readyz_names_an_invalid_configmap_not_the_caches(kube, srv, apis, world
     try:
         assert c.wait_synced(10)
         assert c.health is not None
-        code, body = _get(f"http://127.0.0.1:{c.health.port}/readyz?verbose")
+        code, body = http_get(f"http://127.0.0.1:{c.health.port}/readyz?verbose")
         assert code == 503
         assert "[+]caches ok" in body
         assert "[-]config failed: invalid ConfigMap default/aim-matcher-config: " in body
@@ -291,8 +282,8 @@ def test_conflicts_that_never_end_are_logged_counted_and_fail_healthz(
     try:
         assert c.health is not None
         healthz = f"http://127.0.0.1:{c.health.port}/healthz"
-        wait_for(lambda: _get(healthz)[0] == 503, timeout=5, what="healthz failing")
-        _, body = _get(healthz)
+        wait_for(lambda: http_get(healthz)[0] == 503, timeout=5, what="healthz failing")
+        _, body = http_get(healthz)
         assert (
             "[-]conflicts failed: status writes keep conflicting: aimclusterprofile/mi355x-1"
             in body
@@ -306,7 +297,7 @@ def test_conflicts_that_never_end_are_logged_counted_and_fail_healthz(
         wait_for(lambda: any("have conflicted for" in m for m in said()), what="loop logged")
         assert any("conflicted 5 times in a row" in m for m in said())
         srv.faults.clear()
-        wait_for(lambda: _get(healthz)[0] == 200, timeout=5, what="healthz recovered")
+        wait_for(lambda: http_get(healthz)[0] == 200, timeout=5, what="healthz recovered")
         wait_phases(custom, world)
         assert _metric(c, "aim_matcher_conflicting_profiles") == 0
     finally:
@@ -365,7 +356,7 @@ def test_profile_status_series_follow_the_profiles(kube, srv, apis, world):
         wait_phases(custom, world)
         assert c.health is not None
         metrics_url = f"http://127.0.0.1:{c.health.port}/metrics"
-        text = _get(metrics_url)[1]
+        text = http_get(metrics_url)[1]
         series = [line for line in text.splitlines() if line.startswith("aim_profile_status{")]
         assert len(series) == len(world)
         assert (
@@ -374,7 +365,7 @@ def test_profile_status_series_follow_the_profiles(kube, srv, apis, world):
         ) in series
         custom.delete_cluster_custom_object(GROUP, VERSION, "aimclusterprofiles", "mi355x-1")
         wait_for(
-            lambda: 'name="mi355x-1"' not in _get(metrics_url)[1], what="series of the deleted"
+            lambda: 'name="mi355x-1"' not in http_get(metrics_url)[1], what="series of the deleted"
         )
     finally:
         c.stop()
@@ -386,7 +377,7 @@ def test_profile_status_series_are_capped(kube, srv, apis, world):
     try:
         wait_phases(custom, world)
         assert c.health is not None
-        text = _get(f"http://127.0.0.1:{c.health.port}/metrics")[1]
+        text = http_get(f"http://127.0.0.1:{c.health.port}/metrics")[1]
         series = [line for line in text.splitlines() if line.startswith("aim_profile_status{")]
         assert len(series) == 5
         assert f"aim_matcher_profile_status_omitted {len(world) - 5}.0" in text

@@ -9,8 +9,6 @@ The rest of the controller's behaviour is in test_controller_live.py, on the tes
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from tests.controller_support import (
     create_cluster_profile,
     create_node,
     gpu_labels,
+    http_get,
     node_obj,
     start_controller,
     wait_for,
@@ -70,14 +69,6 @@ def test_statuses_events_and_the_lease_through_aimkit(kube):
     assert not released.spec.holder_identity
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_readyz_names_an_invalid_configmap_and_metrics_carry_the_build(kube):
     core: Any = client.CoreV1Api(kube.api_client())
     controller = start_controller(kube, leader_election=False)
@@ -85,13 +76,13 @@ def test_readyz_names_an_invalid_configmap_and_metrics_carry_the_build(kube):
         assert controller.health is not None
         base = f"http://127.0.0.1:{controller.health.port}"
         assert controller.wait_synced(30)
-        assert _get(base + "/readyz") == (200, "ok\n")
+        assert http_get(base + "/readyz") == (200, "ok\n")
         core.create_namespaced_config_map(
             "default",
             {"metadata": {"name": "aim-matcher-config"}, "data": {"gpuResourceNmae": "x"}},
         )
         _, body = wait_for(
-            lambda: (r := _get(base + "/readyz"))[0] == 503 and r, timeout=15, what="not ready"
+            lambda: (r := http_get(base + "/readyz"))[0] == 503 and r, timeout=15, what="not ready"
         )
         caches, config = body.splitlines()[:2]
         assert caches == "[+]caches ok"
@@ -99,7 +90,7 @@ def test_readyz_names_an_invalid_configmap_and_metrics_carry_the_build(kube):
             "[-]config failed: invalid ConfigMap default/aim-matcher-config: "
             "data.gpuResourceNmae: unknown key"
         ), body
-        metrics = _get(base + "/metrics")[1]
+        metrics = http_get(base + "/metrics")[1]
         build = r'^aim_matcher_build_info\{python_version="[\d.]+",version="[^"]+"\} 1\.0$'
         assert re.search(build, metrics, re.M)
     finally:

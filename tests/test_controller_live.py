@@ -8,7 +8,6 @@ Writes are counted in the server's request log.
 from __future__ import annotations
 
 import time
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +27,7 @@ from tests.controller_support import (
     create_cluster_profile,
     create_node,
     gpu_labels,
+    http_get,
     node_obj,
     phase,
     start_controller,
@@ -80,14 +80,6 @@ def controller(kube, world):
     c.stop()
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_first_statuses_metrics_and_probes(kube, apis, world, controller):
     _, custom = apis
     wait_phases(custom, world)
@@ -98,10 +90,10 @@ def test_first_statuses_metrics_and_probes(kube, apis, world, controller):
     assert not_available.endswith("nearest accelerator models in the cluster: MI325X, MI300X")
     assert controller.health is not None
     base = f"http://127.0.0.1:{controller.health.port}"
-    assert _get(base + "/readyz") == (200, "ok\n")
-    assert _get(base + "/healthz")[0] == 200
-    wait_for(lambda: 'aim_matcher_profiles{status="Ready"} 4.0' in _get(base + "/metrics")[1])
-    metrics = _get(base + "/metrics")[1]
+    assert http_get(base + "/readyz") == (200, "ok\n")
+    assert http_get(base + "/healthz")[0] == 200
+    wait_for(lambda: 'aim_matcher_profiles{status="Ready"} 4.0' in http_get(base + "/metrics")[1])
+    metrics = http_get(base + "/metrics")[1]
     for name in (
         "aim_matcher_reconcile_duration_seconds_count",
         "aim_matcher_queue_depth",
@@ -399,7 +391,7 @@ def test_degraded_at_startup_while_nodes_cannot_be_listed(kube, apis, world):
         # Ready means every cache synced, the node cache included.
         assert not c.ready()
         assert c.health is not None
-        assert _get(f"http://127.0.0.1:{c.health.port}/readyz")[0] == 503
+        assert http_get(f"http://127.0.0.1:{c.health.port}/readyz")[0] == 503
 
         kube.server.faults.clear()
         wait_phases(custom, world, timeout=10)
