@@ -451,7 +451,8 @@ def test_no_detector_labels_at_all_counts_where_the_detector_ran_and_found_nothi
 
     assert message(node_obj("plain")) == (
         f"{head} ran on 0 of 1 node: none carries its annotation {OWNED_LABELS_ANNOTATION} "
-        f"(is the aim-detector DaemonSet running? {dry_run})"
+        f"(is the aim-detector DaemonSet running? in --mode nfd it writes no annotation; "
+        f"{dry_run})"
     )
     assert message(_marked("a"), _marked("b")) == (
         f"{head} ran on 2 of 2 nodes and found no AMD GPU or EPYC CPU there ({dry_run})"

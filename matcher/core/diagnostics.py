@@ -165,9 +165,11 @@ def no_detector_labels(cluster: ClusterIndex) -> str:
     if ran == total:
         return f"{text} and found no AMD GPU or EPYC CPU there ({_DRY_RUN})"
     if ran == 0:
+        # All unmarked is also what the nfd mode looks like: there the detector writes NFD's
+        # features.d file and never the Node, so the mark cannot tell it ran.
         return (
             f"{text}: none carries its annotation {OWNED_LABELS_ANNOTATION} (is the aim-detector "
-            f"DaemonSet running? {_DRY_RUN})"
+            f"DaemonSet running? in --mode nfd it writes no annotation; {_DRY_RUN})"
         )
     missing = total - ran
     carry, them = ("carries", "it") if missing == 1 else ("carry", "them")
