@@ -75,6 +75,7 @@ VARIANTS = {
     "nfd": "examples/install/nfd",
     "cleanup": "examples/install/cleanup",
     "mixed": "examples/install/mixed",
+    "plugin": "examples/install/plugin",
 }
 #: Variants that need CRDs the bundle does not bring (the Prometheus Operator's, cert-manager's).
 MONITORING_VARIANTS = {"monitoring": "examples/install/monitoring"}
@@ -88,6 +89,7 @@ CHART_VALUES: dict[str, dict[str, Any]] = {
     "nfd": {"detector": {"mode": "nfd"}},
     "cleanup": {"detector": {"cleanup": True}},
     "mixed": {"detector": {"gpuBackend": "mixed"}},
+    "plugin": {"plugin": {"roles": True}},
     "monitoring": {
         "monitoring": {
             "podMonitors": {"enabled": True},
@@ -582,10 +584,19 @@ def _webhook_problems(
     return problems
 
 
+#: Roles shipped for people to bind (daemonset/plugin: the readers of `kubectl aim`), not for a
+#: workload of the install: unbound is how they are meant to arrive.
+USER_BOUND_ROLES = {
+    ("ClusterRole", "aim-plugin-reader"),
+    ("Role", "aim-plugin-config-reader"),
+}
+
+
 def _orphan_problems(objects: list[dict[str, Any]]) -> list[str]:
     """Service accounts no workload runs as, and roles nothing binds: the sign of a reference
     kustomize resolved to the wrong object (two copies of one base, one without a nameSuffix,
-    end up sharing one account while the other account and its role are left unused)."""
+    end up sharing one account while the other account and its role are left unused). The
+    roles people bind themselves (USER_BOUND_ROLES) are left out."""
     used_accounts = set()
     for obj in objects:
         pod = _pod_spec(obj)
@@ -606,7 +617,11 @@ def _orphan_problems(objects: list[dict[str, Any]]) -> list[str]:
         key = (meta.get("namespace", ""), meta.get("name"))
         if obj.get("kind") == "ServiceAccount" and key not in used_accounts:
             problems.append(f"{describe(obj)}: no workload runs as this service account")
-        if obj.get("kind") in {"Role", "ClusterRole"} and (obj.get("kind"), *key) not in bound:
+        if (
+            obj.get("kind") in {"Role", "ClusterRole"}
+            and (obj.get("kind"), *key) not in bound
+            and (obj.get("kind"), key[1]) not in USER_BOUND_ROLES
+        ):
             problems.append(f"{describe(obj)}: nothing binds this role")
     return problems
 

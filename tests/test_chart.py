@@ -262,6 +262,32 @@ def test_the_webhook_can_be_left_out_or_moved_with_the_matcher():
     assert check_objects(objects) == []
 
 
+def test_plugin_roles_follow_the_matcher_and_bind_the_subjects_given():
+    assert not [o for o in _render({}) if "aim-plugin" in o["metadata"]["name"]]
+    group = {"kind": "Group", "name": "platform-team", "apiGroup": "rbac.authorization.k8s.io"}
+    robot = {"kind": "User", "name": "ci-bot", "apiGroup": "rbac.authorization.k8s.io"}
+    objects = _render(
+        {
+            "namespaces": {"matcher": "aim-ops"},
+            "plugin": {"roles": True, "subjects": [group, robot]},
+        }
+    )
+    keys = by_key(objects)
+    reader = keys[("ClusterRoleBinding", "", "aim-plugin-reader")]
+    assert reader["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "aim-plugin-reader",
+    }
+    assert reader["subjects"] == [group, robot]
+    config = keys[("RoleBinding", "aim-ops", "aim-plugin-config-reader")]
+    assert config["roleRef"]["name"] == "aim-plugin-config-reader"
+    assert config["subjects"] == [group, robot]
+    role = keys[("Role", "aim-ops", "aim-plugin-config-reader")]
+    assert role["rules"][0]["resourceNames"] == ["aim-matcher-config"]
+    assert check_objects(objects) == []
+
+
 def test_scheduling_values():
     objects = _render({
         "imagePullSecrets": [{"name": "registry"}],
@@ -340,6 +366,14 @@ def test_monitoring_values_label_and_pace_the_objects():
         (
             {"monitoring": {"podMonitors": {"interval": "often"}}},
             "/monitoring/podMonitors/interval",
+        ),
+        (
+            {"plugin": {"roles": True, "subjects": [{"kind": "Team", "name": "a"}]}},
+            "/plugin/subjects/0/kind",
+        ),
+        (
+            {"plugin": {"subjects": [{"kind": "Group", "name": "a"}]}},
+            "set plugin.roles=true as well",
         ),
     ],
 )
