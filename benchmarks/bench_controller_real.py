@@ -174,6 +174,9 @@ class AuditTail:
             stamp = datetime.fromisoformat(event["stageTimestamp"]).timestamp()
             self.first[key] = min(stamp, self.first.get(key, stamp))
 
+    def close(self) -> None:
+        self.file.close()
+
 
 def _floor(
     plane: ControlPlane, kubeconfig: Path, profiles: list[dict[str, Any]], workers: int, runs: int
@@ -250,6 +253,7 @@ def first_status(
             audit.poll()
         return max(audit.first[k] for k in keys) - started, synced, sampler.peak
     finally:
+        audit.close()
         sampler.stopped.set()
         matcher.terminate()
         try:
