@@ -31,7 +31,6 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +40,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aimkit.kube import MERGE_PATCH, KubeClient, connect
-from benchmarks.matcher_process import free_port, metric, percentile, ready
+from benchmarks.matcher_process import (
+    free_port,
+    metric,
+    percentile,
+    ready,
+    start_matcher,
+    stop,
+)
 from benchmarks.realistic import ABSENT_MODELS, realistic_nodes, realistic_profiles
 from detector.labels import accelerator_label_key
 from tests.apiserver import ApiServer
@@ -337,12 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     log = (world.tmp / "matcher.log").open("w")
     started = time.monotonic()
-    matcher = subprocess.Popen(
-        [sys.executable, "-m", "matcher", "run", "--kubeconfig", str(world.kubeconfig),
-         "--health-addr", f"127.0.0.1:{port}", "--lease-namespace", "default",
-         "--config-map-namespace", "default", "--log-level", "warning", *EXTRA],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-    )  # fmt: skip
+    matcher = start_matcher(world.kubeconfig, port, log, extra=EXTRA)
     api = connect(world.kubeconfig, pool_size=4)
     try:
         _wait(lambda: ready(port), 120, "the matcher's caches", interval=0.05)
@@ -365,11 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {_load()}")
     finally:
         api.close()
-        matcher.terminate()
-        try:
-            matcher.wait(15)
-        except subprocess.TimeoutExpired:
-            matcher.kill()
+        stop(matcher)
         log.close()
         srv.stop()
     return 0

@@ -53,7 +53,14 @@ import psutil
 from kubernetes import client, config
 
 from aimkit.kube import MERGE_PATCH, KubeClient, connect
-from benchmarks.matcher_process import free_port, metric, percentile, ready
+from benchmarks.matcher_process import (
+    free_port,
+    metric,
+    percentile,
+    ready,
+    start_matcher,
+    stop,
+)
 from benchmarks.realistic import realistic_nodes, realistic_profiles
 from detector.labels import accelerator_label_key
 from matcher.api.models import parse_profile
@@ -315,12 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     log = (tmp / "matcher.log").open("w")
     srv.requests.clear()
     started = time.monotonic()
-    matcher = subprocess.Popen(
-        [sys.executable, "-m", "matcher", "run", "--kubeconfig", str(kubeconfig),
-         "--health-addr", f"127.0.0.1:{port}", "--lease-namespace", "default",
-         "--config-map-namespace", "default", "--log-level", "warning", *EXTRA],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=MATCHER_SRC,
-    )  # fmt: skip
+    matcher = start_matcher(kubeconfig, port, log, src=MATCHER_SRC, extra=EXTRA)
     sampler = RssSampler(matcher.pid)
     sampler.start()
     rc = 0
@@ -410,11 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         api.close()
     finally:
         sampler.stopped.set()
-        matcher.terminate()
-        try:
-            matcher.wait(15)
-        except subprocess.TimeoutExpired:
-            matcher.kill()
+        stop(matcher)
         log.close()
         srv.stop()
     return rc

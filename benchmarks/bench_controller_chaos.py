@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from aimkit.kube import MERGE_PATCH, KubeClient, connect
+from benchmarks.matcher_process import stop
 from benchmarks.realistic import realistic_nodes, realistic_profiles
 from matcher.api.models import parse_profile
 from matcher.core.cluster import ClusterIndex
@@ -180,16 +181,6 @@ def _start(world: World, extra: list[str], identity: str = "m-a") -> tuple[Any, 
     return proc, port
 
 
-def _stop(*procs: subprocess.Popen[bytes]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def _ready_flip(world: World, ready: bool, count: int = 3) -> None:
     """Flip the Ready condition of a few GPU nodes: a change that needs status writes."""
     for node in world.nodes[:count]:
@@ -234,7 +225,7 @@ def restore(scale: str, extra: list[str], timeout: float) -> str:
             f"writes {dict(world.writes())}"
         )
     finally:
-        _stop(proc)
+        stop(proc)
         world.srv.stop()
 
 
@@ -252,7 +243,7 @@ def blip(scale: str, extra: list[str], timeout: float) -> str:
             f"{_fmt(converged, timeout)} after the 5 s watched)"
         )
     finally:
-        _stop(proc)
+        stop(proc)
         world.srv.stop()
 
 
@@ -287,7 +278,7 @@ def retry_after(scale: str, extra: list[str], timeout: float) -> str:
             f"{len(gaps)} retries sooner than 2 s; converged {_fmt(converged, timeout)} after"
         )
     finally:
-        _stop(proc)
+        stop(proc)
         world.srv.stop()
 
 
@@ -311,7 +302,7 @@ def no_answer(scale: str, extra: list[str], timeout: float) -> str:
             f"converged {_fmt(converged, timeout)} after"
         )
     finally:
-        _stop(proc)
+        stop(proc)
         world.srv.stop()
 
 
@@ -338,7 +329,7 @@ def lease_deleted(scale: str, extra: list[str], timeout: float) -> str:
             f"{s:.2f}s" for s in both
         )
     finally:
-        _stop(a, b)
+        stop(a, b)
         world.srv.stop()
 
 

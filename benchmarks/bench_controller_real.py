@@ -56,7 +56,7 @@ from benchmarks.bench_controller import (
     patch_statuses,
     profile_path,
 )
-from benchmarks.matcher_process import free_port, ready
+from benchmarks.matcher_process import free_port, ready, start_matcher, stop
 from benchmarks.realistic import realistic_nodes, realistic_profiles
 from scripts.k8s_tools import tool
 from tests.controlplane.crds import FixtureCRDs
@@ -229,15 +229,9 @@ def first_status(
     a status PATCH answered (kube-apiserver's clock), until it was ready, and its peak RSS."""
     audit = AuditTail(plane.audit_log)
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     log = log_path.open("w")
     started = time.time()
-    matcher = subprocess.Popen(
-        [sys.executable, "-m", "matcher", "run", "--kubeconfig", str(kubeconfig),
-         "--health-addr", f"127.0.0.1:{port}", "--lease-namespace", "default",
-         "--config-map-namespace", "default", "--log-level", "warning", *EXTRA],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-    )  # fmt: skip
+    matcher = start_matcher(kubeconfig, port, log, extra=EXTRA)
     sampler = RssSampler(matcher.pid)
     sampler.start()
     try:
@@ -255,11 +249,7 @@ def first_status(
     finally:
         audit.close()
         sampler.stopped.set()
-        matcher.terminate()
-        try:
-            matcher.wait(15)
-        except subprocess.TimeoutExpired:
-            matcher.kill()
+        stop(matcher)
         log.close()
 
 
