@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 
+from aimkit import signals
 from aimkit.build import version
 from aimkit.http import default_hosts
 from aimkit.logs import settings_fields
@@ -298,7 +299,8 @@ class Agent:
                 if on_cycle is not None:
                     on_cycle(report)
             period = interval * (1.0 + rng.uniform(-jitter, jitter))
-            stop.wait(max(0.0, period - (time.monotonic() - started)))
+            # Sliced: a SIGTERM the kernel gave another thread is seen within half a second.
+            signals.wait(stop, max(0.0, period - (time.monotonic() - started)))
         self.health.stopped()
 
     def cleanup(self) -> bool:

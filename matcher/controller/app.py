@@ -18,7 +18,7 @@ import threading
 import uuid
 from types import FrameType
 
-from aimkit import logs
+from aimkit import logs, signals
 from aimkit.build import version, version_line
 from aimkit.http import split_host_port
 from aimkit.kube import ConfigError, connect
@@ -304,7 +304,7 @@ def main(argv: list[str]) -> int:
             "leader_election": settings.leader_election,
         },
     )
-    stop.wait()
+    signals.wait(stop)  # sliced: a signal another thread received is seen too
     controller.stop(release=True)
     api.close()
     log.info("stopped")
