@@ -475,6 +475,7 @@ WRITABLE_HOST_PATHS = {
     "nfd": {"/etc/kubernetes/node-feature-discovery/features.d"},
     "cleanup": set(),
     "mixed": {"/dev/kfd"},
+    "plugin": set(),
 }
 #: The one container that runs as uid 0: the NFD variant's init step that makes features.d
 #: group-writable (no capability; daemonset/components/nfd).
