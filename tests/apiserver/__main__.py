@@ -57,11 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"kubeconfig: {path}")
     print(f"export KUBECONFIG={path}", flush=True)
     done = threading.Event()
+    # Both set here, as the agents do: a program started from a background job (`cmd &` in a
+    # script, a CI runner) inherits SIGINT ignored, and Python then keeps it ignored, so
+    # Ctrl-C (or the test's SIGINT) would never reach a KeyboardInterrupt.
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
     with contextlib.suppress(KeyboardInterrupt):
-        # Sliced (aimkit/signals.py): Ctrl-C delivered to one of the server's threads once left
-        # this wait blocked past the test's 20 s.
-        signals.wait(done)
+        signals.wait(done)  # sliced: a signal another thread received is seen too
     srv.stop()
     return 0
 
