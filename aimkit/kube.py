@@ -313,6 +313,7 @@ class WatchStream:
 
     def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self._response = response
+        self._interrupted = False
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(type, object) per event; ends when the server ends the watch.
@@ -341,20 +342,30 @@ class WatchStream:
                 yield buffer
         except (HTTPError, OSError) as err:
             raise TransportError("watch", f"stream broke: {describe(err, '')}") from err
+        except AttributeError as err:
+            # urllib3 reading a response that was closed under it (http.client drops its file
+            # on close): the stream is over, not a bug of the caller's.
+            if not (self._interrupted or self._response.closed):
+                raise
+            raise TransportError("watch", "stream closed while it was read") from err
 
     def interrupt(self) -> None:
-        """Unblock a thread reading the stream (it then ends or raises)."""
+        """Unblock a thread reading the stream (it then ends or raises TransportError). The
+        connection stays with the stream until close(): handed back to the pool now, another
+        request could take it while the reader is still on it."""
+        self._interrupted = True
         try:
             shutdown = getattr(self._response, "shutdown", None)
             if shutdown is not None:
                 shutdown()
-            self._response.release_conn()
         except Exception:  # already closed: nothing to interrupt
             pass
 
     def close(self) -> None:
+        """Drop the connection: a watch cut short cannot serve another request (one that ran to
+        its end has already been given back to the pool by urllib3)."""
         with contextlib.suppress(Exception):
-            self._response.release_conn()
+            self._response.close()
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -268,6 +268,34 @@ def test_a_watch_streams_events_and_can_be_interrupted(kube, api):
     api.request("DELETE", f"/api/v1/nodes/{name}")
 
 
+def test_an_interrupted_watch_keeps_its_connection_from_other_requests(kube):
+    """interrupt() comes from another thread (an informer asked to re-list) while the reader is
+    between two reads. The connection must not go back to the pool then: a request that took it
+    would leave the reader on a closed response (an AttributeError deep in urllib3 killed an
+    informer thread that way). One connection in the pool, so the next request would take it."""
+    client = connect(kube.kubeconfig, pool_size=1)
+    try:
+        name = kube.unique("watched")
+        path = "/api/v1/namespaces/default/configmaps"
+        client.request("POST", path, body={"metadata": {"name": name}, "data": {"x": "y" * 20000}})
+        stream = client.watch(
+            path, {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": 30}
+        )
+        lines = stream.lines()
+        assert name.encode() in next(lines)
+        stream.interrupt()
+        assert client.get(f"{path}/{name}")["metadata"]["name"] == name
+        with pytest.raises(TransportError):
+            for _ in lines:
+                pass
+        stream.close()
+        # The pool still serves: the interrupted connection was dropped, not reused.
+        assert client.get(f"{path}/{name}")["metadata"]["name"] == name
+        client.request("DELETE", f"{path}/{name}")
+    finally:
+        client.close()
+
+
 # --- TLS and credentials -----------------------------------------------------------------------
 
 
