@@ -109,8 +109,7 @@ def test_a_lease_deleted_by_hand_never_makes_two_leaders(kube):
 
 def test_a_deleted_lease_whose_leader_is_gone_is_taken_after_its_duration(kube):
     name = kube.unique("lease")
-    stops: list[float] = []
-    a = _elector(kube, name, "matcher-a", on_stopped_leading=lambda: stops.append(time.monotonic()))
+    a = _elector(kube, name, "matcher-a")
     a.start()
     wait_for(a.is_leader, what="a leads")
     b = _elector(kube, name, "matcher-b")
