@@ -24,7 +24,6 @@ import argparse
 import logging
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.bench_detector_loop import label_writes
+from benchmarks.matcher_process import free_port, ready
 from tests.apiserver import ApiServer
 from tests.controller_support import MI300X, cluster_profile, node_obj
 from tests.hosttrees import build_host
@@ -45,13 +45,6 @@ IMPORTS = {
     "detector": "import detector.agent, detector.cli, detector.publish.node",
     "matcher": "import matcher.cli, matcher.controller.app, matcher.controller.manager",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _status(pid: int, field: str) -> float:
@@ -70,14 +63,6 @@ def _wait(predicate: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.005)
 
 
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 def _env(tree: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIM_", "KUBE"))}
     env["PYTHONPATH"] = str(tree)
@@ -89,7 +74,7 @@ def detector_run(
 ) -> tuple[float, float]:
     name = f"bench-{n}"
     srv.seed(node_obj(name))
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "detector", "--node-name", name, "--kubeconfig", str(kubeconfig),
         "--host-root", str(root), "--gpu-backend", "sysfs", "--interval", "0.05", "--jitter",
@@ -122,7 +107,7 @@ def _cycles(port: int) -> int:
 
 
 def matcher_run(kubeconfig: Path, tree: Path, n: int) -> tuple[float, float]:
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "matcher", "run", "--kubeconfig", str(kubeconfig),
         "--identity", f"bench-{n}", "--lease-name", f"bench-{n}",
@@ -134,14 +119,14 @@ def matcher_run(kubeconfig: Path, tree: Path, n: int) -> tuple[float, float]:
         cmd, env=_env(tree), cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait(lambda: _ready(port))
-        ready = time.monotonic() - started
+        _wait(lambda: ready(port))
+        to_ready = time.monotonic() - started
         time.sleep(2)
         hwm = _status(proc.pid, "VmHWM")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-    return ready, hwm
+    return to_ready, hwm
 
 
 def import_run(statement: str, tree: Path) -> tuple[float, float]:

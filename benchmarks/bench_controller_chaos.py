@@ -27,7 +27,6 @@ import argparse
 import itertools
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from aimkit.kube import MERGE_PATCH, KubeClient, connect
-from benchmarks.matcher_process import stop
+from benchmarks.matcher_process import free_port, stop
 from benchmarks.realistic import realistic_nodes, realistic_profiles
 from matcher.api.models import parse_profile
 from matcher.core.cluster import ClusterIndex
@@ -56,12 +55,6 @@ NAMESPACES = ("ml-team", "research", "prod-inference")
 MATCHER_SRC = Path(os.environ.get("BENCH_MATCHER_SRC") or REPO)
 SCALES = {"chaos": (12, 58), "1k": (500, 1000)}
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/default/leases/aim-matcher"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scrape(port: int) -> str:
@@ -174,7 +167,7 @@ def _fmt(seconds: float | None, timeout: float) -> str:
 
 
 def _start(world: World, extra: list[str], identity: str = "m-a") -> tuple[Any, int]:
-    port = _free_port()
+    port = free_port()
     proc = world.matcher(identity, port, extra)
     if _until(world.converged, 120) is None:
         raise SystemExit(f"{identity} never converged at start")
@@ -309,7 +302,7 @@ def no_answer(scale: str, extra: list[str], timeout: float) -> str:
 def lease_deleted(scale: str, extra: list[str], timeout: float) -> str:
     world = _world(scale)
     a, port_a = _start(world, extra, "m-a")
-    b = world.matcher("m-b", port_b := _free_port(), extra)
+    b = world.matcher("m-b", port_b := free_port(), extra)
     try:
         _until(lambda: "aim_matcher_is_leader" in _scrape(port_b), 60)
         both = []

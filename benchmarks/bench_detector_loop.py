@@ -26,7 +26,6 @@ import argparse
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any
 import psutil
 
 from aimkit.kube import connect
+from benchmarks.matcher_process import free_port
 from detector.agent import Agent, host_probes
 from detector.labels import LABEL_PREFIX
 from detector.probes.roots import HostRoots
@@ -58,13 +58,6 @@ def _node(name: str) -> dict[str, object]:
         "kind": "Node",
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _cycles_done(port: int) -> int:
@@ -91,7 +84,7 @@ def measure_memory(
     node: str = NODE,
 ) -> dict[str, Any]:
     srv.seed(_node(node))
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",

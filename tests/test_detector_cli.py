@@ -20,6 +20,7 @@ from kubernetes import client
 
 from detector.labels import LABEL_PREFIX, OWNED_LABELS_ANNOTATION
 from detector.publish.nfd import FILE_NAME, NfdPublisher
+from tests.controlplane.process import free_port
 from tests.hosttrees import build_host, expected_labels
 
 CPX_HOST = "mi300x-8-cpx-nps4"
@@ -348,12 +349,6 @@ def test_node_mode_once_then_unchanged_then_cleanup(kube, trees):
 
 
 # --- the loop as a process ---------------------------------------------------------------------
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_get(url):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from detector.fence import (
 from detector.metrics import Health, Metrics
 from detector.publish.node import Backoff, NodePublisher
 from scripts.validate_manifests import ROOT, render
+from tests.controlplane.process import free_port
 from tests.controlplane.users import (
     pod_on_node,
     service_account_kubeconfig,
@@ -224,12 +224,6 @@ def test_the_agent_runs_the_fence_in_node_mode_loops_only():
 # --- The real detector on a real kube-apiserver ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str) -> tuple[int | None, str]:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -251,7 +245,7 @@ class Detector:
         kubeconfig = service_account_kubeconfig(
             plane, tmp_path / "detector.kubeconfig", "aim-detector", "aim-detector", bound_pod=pod
         )
-        self.port = _free_port()
+        self.port = free_port()
         host = build_host(tmp_path, "mi300x-8-cpx-nps4")
         self.labels = expected_labels("mi300x-8-cpx-nps4")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIM_DETECTOR_")}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from scripts.validate_monitoring import (
     validate,
 )
 from tests.apiserver import ApiServer
+from tests.controlplane.process import free_port
 from tests.hosttrees import build_host
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,12 +92,6 @@ def test_a_metric_no_program_exports_is_named():
     assert problems[1].startswith("rule Y: does not parse:")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _served_series(url: str, wanted: str, process: subprocess.Popen[str]) -> set[str]:
     """The series names a /metrics page declares (its # TYPE lines), once ``wanted`` is there."""
     deadline = time.monotonic() + 60
@@ -130,7 +124,7 @@ def test_the_running_programs_serve_exactly_the_registries_names(tmp_path):
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
         server.seed({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "gpu-0"}})
         env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
-        detector_port, matcher_port = _free_port(), _free_port()
+        detector_port, matcher_port = free_port(), free_port()
         detector = subprocess.Popen(
             [sys.executable, "-m", "detector", "--node-name", "gpu-0", "--kubeconfig",
              str(kubeconfig), "--host-root", str(root), "--gpu-backend", "sysfs",

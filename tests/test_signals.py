@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from aimkit.kube import ApiError, connect
-from benchmarks.matcher_process import free_port, ready
+from benchmarks.matcher_process import ready
 from tests.apiserver import ApiServer
 from tests.controller_support import wait_for
+from tests.controlplane.process import free_port
 from tests.hosttrees import build_host
 
 REPO = Path(__file__).resolve().parent.parent
