@@ -59,6 +59,7 @@ from benchmarks.bench_controller import (
 from benchmarks.matcher_process import free_port, ready, start_matcher, stop
 from benchmarks.realistic import realistic_nodes, realistic_profiles
 from scripts.k8s_tools import tool
+from tests.apiserver.kubeconfig import write_kubeconfig
 from tests.controlplane.crds import FixtureCRDs
 from tests.controlplane.plane import ControlPlane
 from tests.controlplane.process import Process
@@ -81,12 +82,11 @@ def _proxy(plane: ControlPlane, workdir: Path, latency: float) -> tuple[Process,
         workdir / "latency-proxy.log",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    probe = write_kubeconfig(workdir / "probe.kubeconfig", url, token=plane.admin_token)
 
     def up() -> bool:
         try:
-            with closing(
-                connect(_kubeconfig(workdir / "probe.kubeconfig", url, plane.admin_token))
-            ) as api:
+            with closing(connect(probe)) as api:
                 api.get("/version")
             return True
         except Exception:
@@ -94,20 +94,6 @@ def _proxy(plane: ControlPlane, workdir: Path, latency: float) -> tuple[Process,
 
     proc.start(up, 30)
     return proc, url
-
-
-def _kubeconfig(path: Path, server: str, token: str) -> Path:
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "bench", "cluster": {"server": server}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "admin"}}],
-        "current-context": "bench",
-    }
-    path.write_text(yaml.safe_dump(doc))
-    path.chmod(0o600)
-    return path
 
 
 def _create(plane: ControlPlane, path: str, obj: dict[str, Any]) -> None:
@@ -293,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kube-apiserver: {args.nodes} realistic nodes and {args.profiles} profiles created "
               f"in {seeded:.1f}s; load average {load}")  # fmt: skip
         proxy, url = _proxy(plane, workdir, args.write_latency)
-        slow = _kubeconfig(workdir / "proxy.kubeconfig", url, plane.admin_token)
+        slow = write_kubeconfig(workdir / "proxy.kubeconfig", url, token=plane.admin_token)
         direct, via = (
             _patch_latency(plane.admin_kubeconfig, profiles[0]),
             _patch_latency(slow, profiles[0]),

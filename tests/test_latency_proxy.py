@@ -10,7 +10,8 @@ from contextlib import closing
 import pytest
 
 from aimkit.kube import ApiError, connect
-from benchmarks.bench_controller_real import _kubeconfig, _proxy
+from benchmarks.bench_controller_real import _proxy
+from tests.apiserver.kubeconfig import write_kubeconfig
 
 LATENCY = 0.3
 
@@ -27,7 +28,7 @@ def proxied(real_kube, tmp_path):
 
 def test_writes_wait_reads_do_not_and_watches_stream(proxied, tmp_path):
     plane, url = proxied
-    kubeconfig = _kubeconfig(tmp_path / "proxy.kubeconfig", url, plane.admin_token)
+    kubeconfig = write_kubeconfig(tmp_path / "proxy.kubeconfig", url, token=plane.admin_token)
     name = f"proxy-{time.monotonic_ns()}"
     path = "/api/v1/namespaces/default/configmaps"
     with closing(connect(kubeconfig)) as api:
@@ -65,10 +66,10 @@ def test_writes_wait_reads_do_not_and_watches_stream(proxied, tmp_path):
 
 def test_the_callers_credentials_are_what_the_upstream_sees(proxied, tmp_path):
     plane, url = proxied
-    admin = _kubeconfig(tmp_path / "admin.kubeconfig", url, plane.admin_token)
+    admin = write_kubeconfig(tmp_path / "admin.kubeconfig", url, token=plane.admin_token)
     with closing(connect(admin)) as api:
         assert api.get("/api/v1/namespaces/default/configmaps")["kind"] == "ConfigMapList"
-    wrong = _kubeconfig(tmp_path / "wrong.kubeconfig", url, "not-a-token")
+    wrong = write_kubeconfig(tmp_path / "wrong.kubeconfig", url, token="not-a-token")
     with closing(connect(wrong)) as api, pytest.raises(ApiError) as err:
         api.get("/api/v1/namespaces/default/configmaps")
     assert err.value.status == 401
